@@ -1,0 +1,56 @@
+import Foundation
+import Logging
+
+/// What every worker has once it is set up: its role and generation, the configuration, a logger,
+/// and its status pipe to the supervisor.
+public struct WorkerContext: Sendable {
+    public let role: WorkerRole
+    public let generation: Int
+    public let config: MailerConfig
+    public let logger: Logger
+    /// nil when the worker runs without a supervisor (tests of a single role).
+    public let status: PipeWriter?
+    public let reporter: StatusReporter
+
+    /// Tells the supervisor the worker serves.
+    public func announceReady() {
+        self.status?.send(.workerReady(role: self.role.rawValue, pid: getpid(), generation: self.generation))
+    }
+}
+
+/// The steps every worker takes, in this order and nowhere else: read the configuration (it may be
+/// readable by root only), set up logging, drop privileges when the supervisor asked for it, then
+/// hand over to the role. Only after this does a worker read a byte from a client.
+public enum WorkerBootstrap {
+    public static func start(role: WorkerRole, configPath: String?) throws -> WorkerContext {
+        let environment = ProcessInfo.processInfo.environment
+        let generation = Int(environment[WorkerEnvironment.generation] ?? "") ?? 0
+        let loaded = try ConfigLoader.load(path: configPath)
+        MailerLogHandler.bootstrap(label: "mailer/\(role.rawValue)", logFile: loaded.config.logFile)
+        var logger = Logger(label: "mailer/\(role.rawValue)")
+        logger[metadataKey: "gen"] = "\(generation)"
+
+        if let user = environment[WorkerEnvironment.dropToUser], !user.isEmpty {
+            let account = try Privileges.lookup(user)
+            try Privileges.drop(to: account)
+            logger.debug("dropped privileges", metadata: ["user": "\(user)", "uid": "\(account.uid)"])
+        }
+        let hasSupervisor = fcntl(InheritedFD.status, F_GETFD) >= 0
+        let writer = hasSupervisor ? PipeWriter(fd: InheritedFD.status) : nil
+        return WorkerContext(
+            role: role, generation: generation, config: loaded.config, logger: logger, status: writer,
+            reporter: StatusReporter(writer: writer))
+    }
+
+    /// Reads the control pipe: `onMessage` gets each message; EOF (the supervisor is gone) ends the process.
+    public static func listenToSupervisor(
+        _ context: WorkerContext, onMessage: @escaping @Sendable (PipeMessage) -> Void
+    ) {
+        guard fcntl(InheritedFD.control, F_GETFD) >= 0 else { return }
+        let logger = context.logger
+        PipeReaderThread(fd: InheritedFD.control, handler: onMessage, onClose: { reason in
+            logger.info("supervisor pipe closed (\(reason)): exiting")
+            exit(0)
+        }).start()
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Queue identifiers: unique across processes and sortable by the time they were made.
+///
+/// Layout, 22 upper-case hex digits: 13 of microseconds since the epoch, 5 of the process id,
+/// 4 of a per-process counter. Two processes never share a pid at the same time and one process
+/// never repeats a counter within a microsecond, so two ids never collide.
+public enum QueueID {
+    private static let counter = NIOLockedValueBox<UInt32>(0)
+
+    public static func make(now: Date = Date()) -> String {
+        let micros = UInt64(max(0, now.timeIntervalSince1970 * 1_000_000))
+        let sequence = self.counter.withLockedValue { value -> UInt32 in
+            value = (value &+ 1) & 0xFFFF
+            return value
+        }
+        let pid = UInt32(getpid()) & 0xFFFFF
+        return hex(micros, width: 13) + hex(UInt64(pid), width: 5) + hex(UInt64(sequence), width: 4)
+    }
+
+    /// True for strings that have the shape of an id (used before an id from a client becomes a path).
+    public static func isValid(_ id: String) -> Bool {
+        id.utf8.count == 22 && id.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 70) }
+    }
+
+    /// The time encoded in an id.
+    public static func date(of id: String) -> Date? {
+        guard isValid(id), let micros = UInt64(id.prefix(13), radix: 16) else { return nil }
+        return Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+    }
+
+    private static func hex(_ value: UInt64, width: Int) -> String {
+        let digits = String(value, radix: 16, uppercase: true)
+        return digits.count >= width ? String(digits.suffix(width))
+            : String(repeating: "0", count: width - digits.count) + digits
+    }
+}

@@ -1,0 +1,354 @@
+import Foundation
+import NIOCore
+
+/// The maildir-style spool under the data directory. Every state change is one rename; a file is in
+/// exactly one state directory at a time (a crash between the two steps of a rewrite can leave a
+/// stale copy in `active/`, which recovery removes).
+///
+/// | directory          | meaning                                   | who moves a file out           | crash rule |
+/// |--------------------|-------------------------------------------|--------------------------------|------------|
+/// | `queue/tmp/`       | being written by a receiver               | that receiver (rename to new/) | a file whose writer pid is gone is deleted: it never got a 250 |
+/// | `queue/new/`       | committed (fsync'd), not yet claimed      | a forwarder (rename to active/), admin hold | none needed |
+/// | `queue/active/`    | claimed by a forwarder (flock held)       | the claiming forwarder         | unlocked files are claimed again: at-least-once, a duplicate is possible |
+/// | `queue/deferred/`  | waiting for a retry; mtime = next attempt | a forwarder once due, admin    | none needed |
+/// | `queue/hold/`      | held by an operator                       | admin release (to new/)        | none needed |
+/// | `failed/`          | a recipient failed for good, or expired   | admin retry (to new/), cleanup | none needed |
+///
+/// A spool file is `MAILER-SPOOL 1 <n>\n`, the envelope as n bytes of JSON, `\n`, then the message.
+public final class Spool: @unchecked Sendable {
+    public enum State: String, CaseIterable, Sendable {
+        case tmp, new, active, deferred, hold, failed
+
+        /// The states a message waits in (not being written, not finished).
+        public static let queued: [State] = [.new, .active, .deferred, .hold]
+    }
+
+    public let dataDir: String
+    private let queueDir: String
+    private let syncLock = NSLock()
+    private var syncers: [State: GroupSync] = [:]
+
+    public init(dataDir: String) {
+        self.dataDir = dataDir
+        self.queueDir = (dataDir as NSString).appendingPathComponent("queue")
+    }
+
+    public func directory(_ state: State) -> String {
+        switch state {
+        case .failed: return (self.dataDir as NSString).appendingPathComponent("failed")
+        default: return (self.queueDir as NSString).appendingPathComponent(state.rawValue)
+        }
+    }
+
+    /// Where local mode stores delivered messages as `.eml` files.
+    public var localDirectory: String { (self.dataDir as NSString).appendingPathComponent("local") }
+
+    public func path(_ state: State, _ id: String) -> String {
+        (self.directory(state) as NSString).appendingPathComponent(id)
+    }
+
+    /// Creates every directory (mode 0750), owned by `owner` when given (the supervisor, as root).
+    public func createDirectories(owner: (uid: uid_t, gid: gid_t)? = nil) throws {
+        let all = [self.dataDir, self.queueDir, self.localDirectory] + State.allCases.map(self.directory)
+        for dir in all {
+            if mkdir(dir, 0o750) != 0 && errno != EEXIST { throw SpoolError("mkdir", path: dir) }
+            if let owner = owner, chown(dir, owner.uid, owner.gid) != 0 { throw SpoolError("chown", path: dir) }
+        }
+    }
+
+    // MARK: - Receiving
+
+    /// Writes a new message: `tmp/` → fsync → rename into `new/` → fsync of `new/`. When this returns the
+    /// message survives a crash; when it throws, no file is left behind.
+    public func enqueue(_ envelope: Envelope, parts: [ByteBuffer]) throws {
+        let tmp = self.path(.tmp, "\(envelope.id).\(getpid())")
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        if fd < 0 { throw SpoolError("create", path: tmp) }
+        do {
+            try SpoolFile.write(fd: fd, path: tmp, envelope: envelope, parts: parts)
+            if fsync(fd) != 0 { throw SpoolError("fsync", path: tmp) }
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        let final = self.path(.new, envelope.id)
+        if rename(tmp, final) != 0 {
+            let error = SpoolError("rename", path: final)
+            unlink(tmp)
+            throw error
+        }
+        do {
+            try self.syncer(.new).sync()
+        } catch {
+            unlink(final)
+            throw error
+        }
+    }
+
+    /// Deletes files in `tmp/` whose writer is no longer running (their client never got a 250).
+    @discardableResult
+    public func removeAbandonedTemporaryFiles() -> Int {
+        var removed = 0
+        for name in self.names(in: .tmp) {
+            guard let dot = name.lastIndex(of: "."), let pid = pid_t(name[name.index(after: dot)...]) else {
+                unlink(self.path(.tmp, name))
+                removed += 1
+                continue
+            }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                unlink(self.path(.tmp, name))
+                removed += 1
+            }
+        }
+        return removed
+    }
+
+    // MARK: - Listing
+
+    /// File names in a state directory, oldest id first.
+    public func names(in state: State) -> [String] {
+        guard let dir = opendir(self.directory(state)) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Ids a forwarder may claim now: everything in `new/`, due files in `deferred/` (mtime ≤ now) and
+    /// files in `active/` that no live forwarder holds.
+    public func claimable(now: Date = Date()) -> [(id: String, state: State)] {
+        var result = self.names(in: .new).filter(QueueID.isValid).map { (id: $0, state: State.new) }
+        let nowSeconds = Int(now.timeIntervalSince1970)
+        for id in self.names(in: .deferred) where QueueID.isValid(id) {
+            var st = stat()
+            if stat(self.path(.deferred, id), &st) == 0 && Int(st.st_mtim.tv_sec) <= nowSeconds {
+                result.append((id: id, state: .deferred))
+            }
+        }
+        result += self.names(in: .active).filter(QueueID.isValid).map { (id: $0, state: State.active) }
+        return result
+    }
+
+    public func count(_ state: State) -> Int { self.names(in: state).count }
+
+    // MARK: - Claiming and outcomes
+
+    /// Takes a message for delivery: opens it, takes an exclusive flock (held until the claim is
+    /// finished or the process dies), checks the file is still the one named, and renames it into
+    /// `active/`. Returns nil when someone else holds it or it moved on.
+    public func claim(_ id: String, from state: State) -> ClaimedMessage? {
+        let source = self.path(state, id)
+        let fd = open(source, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0, Self.sameFile(fd: fd, path: source) else {
+            close(fd)
+            return nil
+        }
+        if state == .active {
+            // A leftover of a crash between writing the next state's copy and removing this one.
+            for other in [State.deferred, .failed, .new, .hold] where access(self.path(other, id), F_OK) == 0 {
+                unlink(source)
+                close(fd)
+                return nil
+            }
+        } else if rename(source, self.path(.active, id)) != 0 {
+            close(fd)
+            return nil
+        }
+        do {
+            let (envelope, offset) = try SpoolFile.readEnvelope(fd: fd, path: source)
+            return ClaimedMessage(spool: self, fd: fd, envelope: envelope, bodyOffset: offset)
+        } catch {
+            // A file that cannot be parsed is kept for a person to look at, not delivered.
+            _ = rename(self.path(.active, id), self.path(.failed, id))
+            close(fd)
+            return nil
+        }
+    }
+
+    /// All recipients are done and none failed: the message leaves the spool.
+    public func finishDelivered(_ claim: ClaimedMessage) {
+        unlink(self.path(.active, claim.envelope.id))
+        claim.release()
+    }
+
+    /// Some recipients wait for a retry: a new copy with the updated envelope goes to `deferred/`,
+    /// its mtime set to the next attempt.
+    public func finishDeferred(_ claim: ClaimedMessage, envelope: Envelope, until: Date) throws {
+        try self.rewrite(claim, envelope: envelope, into: .deferred, mtime: until)
+    }
+
+    /// A recipient failed for good (or the message expired): a copy, readable by a person, goes to `failed/`.
+    public func finishFailed(_ claim: ClaimedMessage, envelope: Envelope) throws {
+        try self.rewrite(claim, envelope: envelope, into: .failed, mtime: nil)
+    }
+
+    /// Gives a claimed message back untouched (pause, shutdown before an attempt).
+    public func unclaim(_ claim: ClaimedMessage) {
+        _ = rename(self.path(.active, claim.envelope.id), self.path(.new, claim.envelope.id))
+        claim.release()
+    }
+
+    private func rewrite(_ claim: ClaimedMessage, envelope: Envelope, into state: State, mtime: Date?) throws {
+        let id = claim.envelope.id
+        let tmp = self.path(.tmp, "\(id).\(getpid())")
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        if fd < 0 { throw SpoolError("create", path: tmp) }
+        do {
+            try SpoolFile.write(fd: fd, path: tmp, envelope: envelope, parts: [])
+            try SpoolFile.copy(from: claim.fd, offset: claim.bodyOffset, to: fd, path: tmp)
+            if fsync(fd) != 0 { throw SpoolError("fsync", path: tmp) }
+            if let mtime = mtime {
+                let seconds = Int(mtime.timeIntervalSince1970)
+                var times = [timespec(tv_sec: seconds, tv_nsec: 0), timespec(tv_sec: seconds, tv_nsec: 0)]
+                futimens(fd, &times)
+            }
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        let final = self.path(state, id)
+        if rename(tmp, final) != 0 {
+            let error = SpoolError("rename", path: final)
+            unlink(tmp)
+            throw error
+        }
+        try self.syncer(state).sync()
+        unlink(self.path(.active, id))
+        claim.release()
+    }
+
+    // MARK: - Operator actions
+
+    /// Finds a message in any state but `tmp/`.
+    public func locate(_ id: String) -> State? {
+        guard QueueID.isValid(id) else { return nil }
+        return [State.active, .new, .deferred, .hold, .failed].first { access(self.path($0, id), F_OK) == 0 }
+    }
+
+    /// Reads the envelope of a message at rest.
+    public func envelope(of id: String, in state: State) throws -> Envelope {
+        let path = self.path(state, id)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw SpoolError("open", path: path) }
+        defer { close(fd) }
+        return try SpoolFile.readEnvelope(fd: fd, path: path).0
+    }
+
+    /// Reads the message (without envelope) of a message at rest.
+    public func message(of id: String, in state: State) throws -> [UInt8] {
+        let path = self.path(state, id)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw SpoolError("open", path: path) }
+        defer { close(fd) }
+        let offset = try SpoolFile.readEnvelope(fd: fd, path: path).1
+        return try SpoolFile.readAll(fd: fd, from: offset, path: path)
+    }
+
+    /// Moves a message between resting states (hold, release, retry). Failed recipients become
+    /// pending again when a message leaves `failed/`, and the retry clock starts over.
+    public func move(_ id: String, from: State, to: State) throws {
+        precondition(from != .active && to != .active && from != .tmp && to != .tmp, "only resting states move")
+        if from == .failed || from == .deferred {
+            let source = self.path(from, id)
+            let fd = open(source, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { throw SpoolError("open", path: source) }
+            defer { close(fd) }
+            let stored = try SpoolFile.readEnvelope(fd: fd, path: source)
+            var envelope = stored.0
+            let offset = stored.1
+            if from == .failed {
+                for i in envelope.recipients.indices where envelope.recipients[i].state == .failed {
+                    envelope.recipients[i].state = .pending
+                }
+                envelope.receivedAt = Date().timeIntervalSince1970
+            }
+            envelope.nextAttemptAt = nil
+            let tmp = self.path(.tmp, "\(id).\(getpid())")
+            let out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+            if out < 0 { throw SpoolError("create", path: tmp) }
+            do {
+                try SpoolFile.write(fd: out, path: tmp, envelope: envelope, parts: [])
+                try SpoolFile.copy(from: fd, offset: offset, to: out, path: tmp)
+                if fsync(out) != 0 { throw SpoolError("fsync", path: tmp) }
+                close(out)
+            } catch {
+                close(out)
+                unlink(tmp)
+                throw error
+            }
+            if rename(tmp, self.path(to, id)) != 0 { throw SpoolError("rename", path: self.path(to, id)) }
+            try self.syncer(to).sync()
+            unlink(source)
+            return
+        }
+        if rename(self.path(from, id), self.path(to, id)) != 0 { throw SpoolError("rename", path: self.path(from, id)) }
+        try self.syncer(to).sync()
+    }
+
+    /// Deletes a message at rest.
+    public func remove(_ id: String, from state: State) throws {
+        if unlink(self.path(state, id)) != 0 { throw SpoolError("unlink", path: self.path(state, id)) }
+    }
+
+    // MARK: - Helpers
+
+    private func syncer(_ state: State) throws -> GroupSync {
+        self.syncLock.lock()
+        defer { self.syncLock.unlock() }
+        if let existing = self.syncers[state] { return existing }
+        let made = try GroupSync(directory: self.directory(state))
+        self.syncers[state] = made
+        return made
+    }
+
+    static func sameFile(fd: Int32, path: String) -> Bool {
+        var a = stat()
+        var b = stat()
+        guard fstat(fd, &a) == 0, stat(path, &b) == 0 else { return false }
+        return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_nlink > 0
+    }
+}
+
+/// A message a forwarder holds: the open, flock'ed file and its envelope. The lock goes away with
+/// the process, so a forwarder killed mid-delivery leaves the message claimable again.
+public final class ClaimedMessage: @unchecked Sendable {
+    public let fd: Int32
+    public let envelope: Envelope
+    public let bodyOffset: Int
+    private weak var spool: Spool?
+    private var open = true
+    private let lock = NSLock()
+
+    init(spool: Spool, fd: Int32, envelope: Envelope, bodyOffset: Int) {
+        self.spool = spool
+        self.fd = fd
+        self.envelope = envelope
+        self.bodyOffset = bodyOffset
+    }
+
+    /// The message as stored (CRLF line ends, headers added by the receiver included).
+    public func readMessage() throws -> [UInt8] {
+        try SpoolFile.readAll(fd: self.fd, from: self.bodyOffset, path: self.envelope.id)
+    }
+
+    func release() {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        if self.open {
+            close(self.fd)
+            self.open = false
+        }
+    }
+
+    deinit { self.release() }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import IPC
+
+extension Mailer {
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the configuration, then make the running mailer reload it (as SIGHUP does).")
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            let loaded = try self.options.load()
+            guard let pid = ControlFiles(dataDir: loaded.config.dataDir).runningPID() else {
+                throw ValidationError("no running mailer found for data directory \(loaded.config.dataDir)")
+            }
+            guard kill(pid, SIGHUP) == 0 else { throw ValidationError("cannot signal pid \(pid): \(String(cString: strerror(errno)))") }
+            print("reload requested (pid \(pid))")
+        }
+    }
+
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop the running mailer: drain the workers and exit.")
+        @OptionGroup var options: ConfigOptions
+        @Option(help: "Seconds to wait for it to exit.") var wait: Int = 60
+
+        func run() throws {
+            let loaded = try self.options.load()
+            guard let pid = ControlFiles(dataDir: loaded.config.dataDir).runningPID() else {
+                throw ValidationError("no running mailer found for data directory \(loaded.config.dataDir)")
+            }
+            kill(pid, SIGTERM)
+            let deadline = Date().addingTimeInterval(Double(self.wait))
+            while Date() < deadline {
+                if kill(pid, 0) != 0 && errno == ESRCH {
+                    print("stopped (pid \(pid))")
+                    return
+                }
+                usleep(100_000)
+            }
+            throw ValidationError("pid \(pid) is still running after \(self.wait) s")
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the running mailer's workers: pids, generation, restarts, uptime.")
+        @OptionGroup var options: ConfigOptions
+        @Flag(help: "Print the status as JSON.") var json = false
+
+        func run() throws {
+            let loaded = try self.options.load()
+            let files = ControlFiles(dataDir: loaded.config.dataDir)
+            guard let pid = files.runningPID(), let status = files.readStatus() else {
+                print("mailer is not running (data directory \(loaded.config.dataDir))")
+                throw ExitCode(3)
+            }
+            if self.json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(status), as: UTF8.self))
+                return
+            }
+            let now = Date().timeIntervalSince1970
+            print("mailer running: supervisor pid \(pid), generation \(status.generation), up \(Self.duration(now - status.startedAt))"
+                + (status.paused ? ", deliveries paused" : ""))
+            print("ROLE       PID      GEN  STATE        RESTARTS  UPTIME")
+            for worker in status.workers {
+                let uptime = worker.startedAt > 0 ? Self.duration(now - worker.startedAt) : "-"
+                print(String(format: "%-10@ %-8d %-4d %-12@ %-9d %@", worker.role as NSString, worker.pid, worker.generation,
+                             worker.state as NSString, worker.restarts, uptime as NSString))
+            }
+        }
+
+        static func duration(_ seconds: Double) -> String {
+            let s = Int(seconds)
+            if s < 60 { return "\(s)s" }
+            if s < 3600 { return "\(s / 60)m\(s % 60)s" }
+            return "\(s / 3600)h\((s % 3600) / 60)m"
+        }
+    }
+}
