@@ -78,6 +78,8 @@ let package = Package(
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "IPCTests", dependencies: ["IPC"]),
         .testTarget(name: "ReceiverTests", dependencies: ["Receiver", "IPC", "SMTPCore"]),
+        .testTarget(name: "ForwarderTests", dependencies: ["Forwarder", "IPC", "SMTPCore"]),
+        .testTarget(name: "MonitorTests", dependencies: ["Monitor", "IPC"]),
     ],
     swiftLanguageModes: [.v5]
 )

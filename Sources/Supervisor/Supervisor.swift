@@ -222,6 +222,7 @@ final class Supervisor {
             fds[InheritedFD.wake] = self.wake.read
         case .monitor:
             if let http = self.http { fds[InheritedFD.httpListener] = http.fd }
+            fds[InheritedFD.wake] = self.wake.write
         }
         var environment = [WorkerEnvironment.generation: String(self.generation)]
         if let account = self.account { environment[WorkerEnvironment.dropToUser] = account.name }

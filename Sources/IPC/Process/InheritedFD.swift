@@ -7,7 +7,7 @@
 /// | 4  | –                        | –                       | HTTP listening socket    |
 /// | 5  | control pipe (read)      | control pipe (read)     | control pipe (read)      |
 /// | 6  | status pipe (write)      | status pipe (write)     | status pipe (write)      |
-/// | 7  | wake pipe (write)        | wake pipe (read)        | –                        |
+/// | 7  | wake pipe (write)        | wake pipe (read)        | wake pipe (write)        |
 public enum InheritedFD {
     public static let smtpListener: Int32 = 3
     public static let httpListener: Int32 = 4
@@ -15,7 +15,7 @@ public enum InheritedFD {
     public static let control: Int32 = 5
     /// Worker → supervisor messages (`PipeMessage`).
     public static let status: Int32 = 6
-    /// One-byte hints "a message is in new/" from receivers to forwarders. The supervisor holds both
+    /// One-byte hints "a message is in new/" from receivers (and the monitor's retry) to forwarders. The supervisor holds both
     /// ends for its whole life, so restarting either side never loses the channel.
     public static let wake: Int32 = 7
     public static let lastInherited: Int32 = 7
