@@ -59,7 +59,6 @@ public enum ReceiverWorker {
         let idle = TimeAmount.seconds(Int64(config.limits.idleTimeout))
         let server = try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([

@@ -68,9 +68,11 @@ public struct SMTPDataDecoder: Sendable {
                         chunkStart = i
                         continue
                     }
-                    // A bare CR: kept, noted, and the line goes on.
+                    // A bare CR: kept, noted, and the line goes on (so no dot line can follow it:
+                    // `<CRLF><CR>.<CRLF>` is not an end of data).
                     self.sawBareLineEnding = true
                     self.appendByte(0x0D)
+                    self.atLineStart = false
                     self.lineLength += 1
                     chunkStart = i
                 }

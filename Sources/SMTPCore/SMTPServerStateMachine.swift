@@ -171,6 +171,8 @@ public struct SMTPServerStateMachine {
             guard let line = self.readLine() else { return .needInput }
             switch line {
             case .tooLong:
+                // A 5xx ends an AUTH exchange for the client too: what it sends next is a command.
+                if case .authenticating = self.state { self.state = .greeted }
                 return self.error(.lineTooLong)
             case .line(let text):
                 if case .authenticating(let step) = self.state { return self.continueAuth(step, text) }

@@ -69,6 +69,7 @@ public enum ConfigLoader {
             provider.password = try p.string("password", default: "")
             provider.priority = try p.int("priority", default: 0)
             provider.insecureSkipVerify = try p.bool("insecureSkipVerify", default: false)
+            provider.caFile = try p.string("caFile", default: "")
             warnings += p.unknownKeys().map(unknown)
             c.forwardProviders.append(provider)
         }
@@ -121,6 +122,7 @@ public enum ConfigLoader {
         if c.dataDir.isEmpty { throw r.error("dataDir", "must not be empty") }
         c.user = try r.string("user", default: c.user)
         c.hostname = try r.string("hostname", default: c.hostname)
+        if c.hostname.isEmpty { c.hostname = MailerConfig.systemHostname() }
         if var l = try r.object("limits") {
             c.limits.maxMessageSize = try l.int("maxMessageSize", default: c.limits.maxMessageSize, range: 1024...Int(Int32.max))
             c.limits.maxRecipients = try l.int("maxRecipients", default: c.limits.maxRecipients, range: 1...100_000)

@@ -97,27 +97,118 @@ struct ConfigReader {
     }
 }
 
-/// Finds the line of a dotted key in the configuration text: the first `"last"` (or bare `last:`)
-/// that comes after the lines of its parents.
+/// Finds the line of a key path (`security.requireAuth`, `forwardProviders[1].host`) in the configuration
+/// text. It scans the JSON5 text once, skipping comments and string values, and records the line of
+/// every key and of every array element; a key that is missing gets the line of the nearest enclosing
+/// value that is present.
 struct KeyLocator {
-    let lines: [Substring]
+    private var lines: [String: Int] = [:]
 
     init(text: String) {
-        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        /// An object or array being scanned, with the path of the value it is.
+        struct Frame {
+            var path: String
+            var isArray: Bool
+            var index = 0
+            var key: String?
+            var expectingKey = true
+        }
+        let bytes = Array(text.utf8)
+        var stack: [Frame] = []
+        var line = 1
+        var i = 0
+
+        /// Where a value starting on `line` sits: records array elements, returns the value's path.
+        func valueStarts() -> String {
+            guard var top = stack.last else { return "" }
+            if top.isArray {
+                let path = "\(top.path)[\(top.index)]"
+                if self.lines[path] == nil { self.lines[path] = line }
+                return path
+            }
+            top.expectingKey = false
+            stack[stack.count - 1] = top
+            guard let key = top.key else { return top.path }
+            return top.path.isEmpty ? key : "\(top.path).\(key)"
+        }
+        func keyFound(_ key: String) {
+            stack[stack.count - 1].key = key
+            let parent = stack[stack.count - 1].path
+            let path = parent.isEmpty ? key : "\(parent).\(key)"
+            if self.lines[path] == nil { self.lines[path] = line }
+        }
+        var expectingKey: Bool { stack.last.map { !$0.isArray && $0.expectingKey } ?? false }
+
+        while i < bytes.count {
+            let c = bytes[i]
+            switch c {
+            case UInt8(ascii: "\n"):
+                line += 1
+                i += 1
+            case UInt8(ascii: "/") where i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "/"):
+                while i < bytes.count && bytes[i] != UInt8(ascii: "\n") { i += 1 }
+            case UInt8(ascii: "/") where i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "*"):
+                i += 2
+                while i + 1 < bytes.count && !(bytes[i] == UInt8(ascii: "*") && bytes[i + 1] == UInt8(ascii: "/")) {
+                    if bytes[i] == UInt8(ascii: "\n") { line += 1 }
+                    i += 1
+                }
+                i += 2
+            case UInt8(ascii: "\""), UInt8(ascii: "'"):
+                let startLine = line
+                var content: [UInt8] = []
+                i += 1
+                while i < bytes.count && bytes[i] != c {
+                    if bytes[i] == UInt8(ascii: "\\") && i + 1 < bytes.count { i += 1 }
+                    if bytes[i] == UInt8(ascii: "\n") { line += 1 }
+                    content.append(bytes[i])
+                    i += 1
+                }
+                i += 1
+                let savedLine = line
+                line = startLine
+                if expectingKey { keyFound(String(decoding: content, as: UTF8.self)) } else { _ = valueStarts() }
+                line = savedLine
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                let path = valueStarts()
+                stack.append(Frame(path: path, isArray: c == UInt8(ascii: "[")))
+                i += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                if !stack.isEmpty { stack.removeLast() }
+                i += 1
+            case UInt8(ascii: ":"):
+                if !stack.isEmpty { stack[stack.count - 1].expectingKey = false }
+                i += 1
+            case UInt8(ascii: ","):
+                if var top = stack.popLast() {
+                    if top.isArray { top.index += 1 } else { top.expectingKey = true; top.key = nil }
+                    stack.append(top)
+                }
+                i += 1
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"):
+                i += 1
+            default:
+                // A bare word: an unquoted key (JSON5), a number, true, false or null.
+                let start = i
+                while i < bytes.count && !" \t\r\n,:{}[]\"'/".utf8.contains(bytes[i]) { i += 1 }
+                if i == start { i += 1 }
+                if expectingKey {
+                    keyFound(String(decoding: bytes[start..<i], as: UTF8.self))
+                } else {
+                    _ = valueStarts()
+                }
+            }
+        }
     }
 
+    /// The 1-based line of `dottedKey`, or of its nearest enclosing value present in the text.
     func line(of dottedKey: String) -> Int? {
-        var from = 0
-        var found: Int?
-        for rawPart in dottedKey.split(separator: ".") {
-            let part = rawPart.split(separator: "[").first.map(String.init) ?? String(rawPart)
-            guard let index = self.lines[from...].firstIndex(where: { line in
-                line.contains("\"\(part)\"") || line.contains("'\(part)'")
-                    || line.trimmingCharacters(in: .whitespaces).hasPrefix("\(part):")
-            }) else { return found.map { $0 + 1 } }
-            found = index
-            from = index
+        var key = Substring(dottedKey)
+        while !key.isEmpty {
+            if let line = self.lines[String(key)] { return line }
+            guard let cut = key.lastIndex(where: { $0 == "." || $0 == "[" }) else { return nil }
+            key = key[..<cut]
         }
-        return found.map { $0 + 1 }
+        return nil
     }
 }

@@ -71,6 +71,9 @@ public struct MailerConfig: Sendable, Equatable {
         public var priority = 0
         /// Accept a certificate that does not verify. Off by default; for test rigs only.
         public var insecureSkipVerify = false
+        /// PEM file of the certificate authorities to trust for this provider instead of the system
+        /// trust store ("" = the system's).
+        public var caFile = ""
         public init() {}
     }
 

@@ -286,7 +286,11 @@ public final class Spool: @unchecked Sendable {
                 unlink(tmp)
                 throw error
             }
-            if rename(tmp, self.path(to, id)) != 0 { throw SpoolError("rename", path: self.path(to, id)) }
+            if rename(tmp, self.path(to, id)) != 0 {
+                let error = SpoolError("rename", path: self.path(to, id))
+                unlink(tmp)
+                throw error
+            }
             try self.syncer(to).sync()
             unlink(source)
             return

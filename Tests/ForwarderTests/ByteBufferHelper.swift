@@ -1,0 +1,5 @@
+import NIOCore
+
+enum ByteBufferHelper {
+    static func buffer(_ bytes: [UInt8]) -> ByteBuffer { ByteBuffer(bytes: bytes) }
+}

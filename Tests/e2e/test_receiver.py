@@ -1,0 +1,236 @@
+"""The receiver end to end: real clients (smtplib, swaks, smtp-source) against the running binary."""
+
+import base64
+import hmac
+import os
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import MAILER, wait_for
+
+AUTH_CONFIG = {"defaultUsername": "app", "defaultPassword": "s3cret-pass"}
+
+
+def read_reply(sock_file):
+    lines = []
+    while True:
+        line = sock_file.readline().decode()
+        assert line, "connection closed"
+        lines.append(line)
+        if line[3:4] == " ":
+            return lines
+
+
+def stored_message(m, queue_id):
+    for state in ("new", "active", "deferred", "failed"):
+        p = (m.data / "failed" / queue_id) if state == "failed" else (m.data / "queue" / state / queue_id)
+        if p.exists():
+            data = p.read_bytes()
+            header, rest = data.split(b"\n", 1)
+            length = int(header.split()[-1])
+            return rest[length + 1:]
+    p = m.data / "local" / f"{queue_id}.eml"
+    if p.exists():
+        return p.read_bytes()
+    return None
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
+def test_auth_mechanisms_submit_durably(mailer_factory, mechanism):
+    m = mailer_factory(AUTH_CONFIG)
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
+        s.ehlo("client.test")
+        assert "auth" in s.esmtp_features
+        assert mechanism in s.esmtp_features["auth"].split()
+        s.user, s.password = "app", "s3cret-pass"
+        if mechanism == "PLAIN":
+            code, _ = s.auth("PLAIN", s.auth_plain)
+        elif mechanism == "LOGIN":
+            code, _ = s.auth("LOGIN", s.auth_login, initial_response_ok=False)
+        else:
+            code, _ = s.auth("CRAM-MD5", s.auth_cram_md5)
+        assert code == 235
+        s.mail("app@example.com")
+        s.rcpt("rcpt@example.net")
+        code, reply = s.data(b"Subject: hi\r\n\r\nbody\r\n")
+        assert code == 250
+    queue_id = reply.decode().split()[-1]
+    body = stored_message(m, queue_id)
+    assert body is not None, "message not in the spool"
+    assert b"with ESMTPA id " + queue_id.encode() in body
+
+
+def test_wrong_password_and_mail_before_auth(mailer_factory):
+    m = mailer_factory(AUTH_CONFIG)
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
+        s.ehlo()
+        code, msg = s.mail("app@example.com")
+        assert code == 530 and msg.startswith(b"5.7.0")
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            s.login("app", "wrong")
+        assert e.value.smtp_code == 535
+        assert "authentication failed" in m.logs()
+        assert "s3cret-pass" not in m.logs() and "wrong" not in m.logs()
+    assert m.spool_ids() == set()
+
+
+def test_swaks_gets_queue_id_and_message_is_stamped(mailer):
+    out = subprocess.run(["swaks", "--server", f"127.0.0.1:{mailer.smtp_port}", "--from", "a@example.com",
+                          "--to", "b@example.net", "--header", "Subject: swaks test", "--body", "hello"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    queue_id = re.search(r"250 2\.0\.0 Ok: queued as ([0-9A-F]{22})", out.stdout).group(1)
+    body = wait_for(lambda: stored_message(mailer, queue_id), 5, message="stored message")
+    assert re.search(rb"^Received: from .*\r\n\tby mailer\.test \(mailer\) with ESMTP id " + queue_id.encode(), body, re.M)
+    assert b"Subject: swaks test" in body
+    # swaks sets its own Date and Message-Id: none added
+    assert body.count(b"\nDate:") + body.startswith(b"Date:") == 1
+    assert b"accepted message" in mailer.logs().encode() and queue_id in mailer.logs()
+
+
+def test_message_id_and_date_added_when_missing(mailer):
+    with smtplib.SMTP("127.0.0.1", mailer.smtp_port, timeout=10) as s:
+        s.ehlo()
+        s.mail("a@example.com")
+        s.rcpt("b@example.net")
+        code, reply = s.data(b"Subject: bare\r\n\r\nno date here\r\n.leading dot\r\n")
+    assert code == 250
+    queue_id = reply.decode().split()[-1]
+    body = wait_for(lambda: stored_message(mailer, queue_id), 5, message="stored message")
+    assert f"Message-ID: <{queue_id}@mailer.test>".encode() in body
+    assert re.search(rb"\r\nDate: \w{3}, \d+ \w{3} \d{4} ", body)
+    assert b"\r\n.leading dot\r\n" in body
+
+
+def test_size_limit_declared_and_actual(mailer_factory):
+    m = mailer_factory({"limits": {"maxMessageSize": 4096}})
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
+        s.ehlo()
+        assert s.esmtp_features["size"] == "4096"
+        code, msg = s.mail("a@example.com", ["SIZE=5000"])
+        assert (code, msg[:5]) == (552, b"5.3.4")
+        s.rset()
+        s.mail("a@example.com")
+        s.rcpt("b@example.net")
+        code, msg = s.data(b"Subject: big\r\n\r\n" + b"x" * 70 + b"\r\n" * 1 + (b"y" * 70 + b"\r\n") * 100)
+        assert (code, msg[:5]) == (552, b"5.3.4")
+        assert s.noop()[0] == 250
+    assert m.spool_ids() == set()
+
+
+def test_smuggling_bare_lf_never_ends_data(mailer):
+    with socket.create_connection(("127.0.0.1", mailer.smtp_port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        read_reply(f)
+        sock.sendall(b"EHLO c\r\n")
+        read_reply(f)
+        sock.sendall(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
+        assert read_reply(f)[0].startswith("250")
+        assert read_reply(f)[0].startswith("250")
+        assert read_reply(f)[0].startswith("354")
+        sock.sendall(b"Subject: one\r\n\r\nfirst\n.\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.net>\r\n"
+                     b"DATA\r\nSubject: smuggled\r\n\r\nsecond\r\n.\r\n")
+        reply = read_reply(f)
+        assert reply[0].startswith("550 5.6.0"), reply
+        sock.sendall(b"NOOP\r\n")
+        assert read_reply(f)[0].startswith("250")
+    assert mailer.spool_ids() == set()
+
+
+def test_rate_limit_answers_451(mailer_factory):
+    m = mailer_factory({"rateLimits": {"enabled": True, "maxPerHour": 3}})
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
+        for i in range(3):
+            s.sendmail("limited@example.com", ["b@example.net"], f"Subject: {i}\r\n\r\nx\r\n")
+        code, msg = s.mail("limited@example.com")
+        assert (code, msg[:5]) == (451, b"4.7.1")
+        s.rset()
+        s.sendmail("other@example.com", ["b@example.net"], "Subject: other\r\n\r\nx\r\n")
+    assert len(m.spool_ids()) == 4
+
+
+def test_smtp_source_20_sessions_1000_messages_all_on_disk(mailer):
+    out = subprocess.run(["/usr/sbin/smtp-source", "-s", "20", "-m", "1000", "-l", "4096", "-f", "a@example.com",
+                          "-t", "b@example.net", f"127.0.0.1:{mailer.smtp_port}"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    wait_for(lambda: len(mailer.spool_ids()) >= 1000, 30, message="1000 messages on disk")
+    assert len(mailer.spool_ids()) == 1000
+
+
+def test_kill_9_receiver_under_load_loses_nothing(mailer):
+    accepted = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors = []
+
+    def client(n):
+        sent = 0
+        while not stop.is_set() and sent < 400:
+            try:
+                with smtplib.SMTP("127.0.0.1", mailer.smtp_port, timeout=10) as s:
+                    s.ehlo()
+                    for _ in range(5):
+                        s.mail("load@example.com")
+                        s.rcpt("b@example.net")
+                        code, reply = s.data(f"Subject: load {n}/{sent}\r\n\r\nbody\r\n".encode())
+                        sent += 1
+                        if code == 250:
+                            with lock:
+                                accepted.append(reply.decode().split()[-1])
+            except (smtplib.SMTPException, OSError) as e:
+                errors.append(repr(e))
+                if len(errors) > 500:
+                    return
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(accepted) >= 50, 30, message="load running")
+    old = mailer.worker_pid("receiver")
+    os.kill(old, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    def fresh_session():
+        try:
+            with smtplib.SMTP("127.0.0.1", mailer.smtp_port, timeout=2) as s:
+                return s.noop()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
+
+    wait_for(fresh_session, 5, interval=0.02, message="new session after kill")
+    recovered = time.monotonic() - killed_at
+    assert recovered < 1.0, f"new connections took {recovered:.2f}s"
+    new = mailer.worker_pid("receiver")
+    assert new != old
+    count_at_restart = len(accepted)
+    wait_for(lambda: len(accepted) >= count_at_restart + 50, 30, message="load continues")
+    stop.set()
+    for t in threads:
+        t.join(60)
+    on_disk = wait_for(lambda: mailer.spool_ids() >= set(accepted) and mailer.spool_ids(), 10,
+                       message="every accepted id on disk")
+    missing = set(accepted) - mailer.spool_ids()
+    assert not missing, f"{len(missing)} accepted messages lost"
+    assert "receiver pid" in mailer.logs() and "killed by signal 9" in mailer.logs()
+
+
+def test_check_config_names_key_and_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  // comment\n  "smtpPort": "abc",\n}\n')
+    r = subprocess.run([str(MAILER), "check-config", "-config", str(bad)], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "smtpPort" in r.stderr and "line 3" in r.stderr
+    good = tmp_path / "good.json"
+    good.write_text('{"smtpPort": 2525, "mystery": 1, "security": {"requireAuth": false,},}')
+    r = subprocess.run([str(MAILER), "check-config", "--config", str(good)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "unknown configuration key 'mystery'" in r.stdout
