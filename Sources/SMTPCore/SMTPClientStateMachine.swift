@@ -75,6 +75,8 @@ public struct SMTPClientStateMachine {
     private(set) var phase: Phase = .negotiating
     private(set) var expecting: [Expect] = [.greeting]
     private var transaction: SMTPClientTransaction?
+    /// STARTTLS was done on this connection (no HELO fall-back afterwards).
+    private var didStartTLS = false
     private var mailReply: SMTPReply?
     private var recipientReplies: [SMTPReply?] = []
 
@@ -95,6 +97,7 @@ public struct SMTPClientStateMachine {
     public mutating func tlsStarted() -> Action {
         precondition(self.phase == .startingTLS, "tlsStarted() without .startTLS")
         self.configuration.tlsActive = true
+        self.didStartTLS = true
         self.capabilities = SMTPClientCapabilities()
         self.phase = .negotiating
         return self.command("EHLO \(self.configuration.heloName)", expect: .ehlo)
@@ -145,7 +148,7 @@ public struct SMTPClientStateMachine {
                 self.capabilities = SMTPClientCapabilities(ehloLines: reply.lines)
                 return self.afterHello()
             }
-            if reply.isPermanent && !self.configuration.tlsActive {
+            if reply.isPermanent && !self.didStartTLS {
                 return self.command("HELO \(self.configuration.heloName)", expect: .helo)
             }
             return self.failed(.rejected(stage: "EHLO", reply: reply))

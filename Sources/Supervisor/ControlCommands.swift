@@ -32,13 +32,20 @@ extension Mailer {
             kill(pid, SIGTERM)
             let deadline = Date().addingTimeInterval(Double(self.wait))
             while Date() < deadline {
-                if kill(pid, 0) != 0 && errno == ESRCH {
+                if (kill(pid, 0) != 0 && errno == ESRCH) || Self.isZombie(pid) {
                     print("stopped (pid \(pid))")
                     return
                 }
                 usleep(100_000)
             }
             throw ValidationError("pid \(pid) is still running after \(self.wait) s")
+        }
+
+        /// An exited process its parent has not reaped yet (state Z in /proc/PID/stat) has stopped.
+        static func isZombie(_ pid: pid_t) -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
         }
     }
 

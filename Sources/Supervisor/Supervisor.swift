@@ -23,8 +23,8 @@ nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
 /// drain the old one. SIGTERM/SIGINT: drain every worker and exit within `drainTimeout` + 5 s.
 /// Signals arrive through a self-pipe, handled in the poll loop.
 ///
-/// **Heartbeats.** Every 5 s each worker is pinged; one that has not answered for 30 s is wedged,
-/// and is killed and restarted.
+/// **Heartbeats.** Each worker is pinged (every 5 s by default); one that has not answered for
+/// `heartbeatTimeout` seconds (30) is wedged, and is killed and restarted.
 ///
 /// **systemd.** READY=1 once every worker is up, RELOADING=1 / READY=1 around a reload,
 /// STOPPING=1, and WATCHDOG=1 pings when `WATCHDOG_USEC` is set.
@@ -52,8 +52,8 @@ final class Supervisor {
     private var lastPing = Date()
     private var lastSnapshot = Date.distantPast
     private var lastWatchdog = Date.distantPast
-    static let heartbeatInterval: TimeInterval = 5
-    static let heartbeatTimeout: TimeInterval = 30
+    /// Pings go out at a third of the timeout (at most every 5 s), so one lost ping is not fatal.
+    private var heartbeatInterval: TimeInterval { min(5, Double(self.config.heartbeatTimeout) / 3) }
 
     init(configPath: String?, loaded: ConfigLoader.Result) throws {
         umask(0o027)
@@ -174,10 +174,10 @@ final class Supervisor {
                 self.start(spec.role)
             }
         }
-        if now.timeIntervalSince(self.lastPing) >= Self.heartbeatInterval {
+        if now.timeIntervalSince(self.lastPing) >= self.heartbeatInterval {
             self.lastPing = now
             for worker in self.workers where worker.state == .running {
-                if now.timeIntervalSince(worker.lastHeartbeat) > Self.heartbeatTimeout {
+                if now.timeIntervalSince(worker.lastHeartbeat) > Double(self.config.heartbeatTimeout) {
                     self.logger.error("\(worker.role.rawValue) pid \(worker.pid) stopped answering heartbeats: killing it")
                     kill(worker.pid, SIGKILL)
                 } else {

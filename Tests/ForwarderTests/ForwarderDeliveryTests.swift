@@ -61,7 +61,7 @@ private func makeDelivery(_ transport: FakeTransport, hops: [String], batchSize:
         mode: .route(ForwarderProviderRoute(hops: hops.map(hop)), transport), breaker: breaker,
         policy: ForwarderRetryPolicy(initialDelay: 60, maxDelay: 3600, maxLifetime: 86400),
         batchSize: batchSize, batchDelay: 250, reporter: StatusReporter(writer: nil),
-        logger: Logger(label: "test"), sleep: { ms in slept.add("\(ms)") })
+        logger: quietLogger, sleep: { ms in slept.add("\(ms)") })
 }
 
 private func envelope(_ recipients: [String]) -> Envelope {
@@ -151,7 +151,7 @@ private func envelope(_ recipients: [String]) -> Envelope {
             spool: Spool(dataDir: dir), mode: .local(ForwarderLocalStore(directory: dir)),
             breaker: ForwarderCircuitBreaker(threshold: 1, cooldown: 1),
             policy: ForwarderRetryPolicy(initialDelay: 1, maxDelay: 1, maxLifetime: 1), batchSize: 20, batchDelay: 0,
-            reporter: StatusReporter(writer: nil), logger: Logger(label: "test"))
+            reporter: StatusReporter(writer: nil), logger: quietLogger)
         var env = envelope(["a@y.test", "b@y.test"])
         let report = delivery.attempt(&env, message: Array("Subject: s\r\n\r\nbody\r\n".utf8))
         #expect(report.deliveredVia == "local" && report.delivered == 2)

@@ -46,7 +46,7 @@ import Testing
                              Scripted(reply)),
                 breaker: ForwarderCircuitBreaker(threshold: 100, cooldown: 1),
                 policy: ForwarderRetryPolicy(initialDelay: 60, maxDelay: 3600, maxLifetime: lifetime),
-                batchSize: 20, batchDelay: 0, reporter: StatusReporter(writer: nil), logger: Logger(label: "test"))
+                batchSize: 20, batchDelay: 0, reporter: StatusReporter(writer: nil), logger: quietLogger)
         }
 
         func cleanup() { try? FileManager.default.removeItem(atPath: self.dir) }

@@ -57,8 +57,10 @@ def ensure_run_as_user():
 class Mailer:
     """One running `mailer serve` with its own data directory and ports."""
 
-    def __init__(self, config: dict, env: dict | None = None):
+    def __init__(self, config: dict, env: dict | None = None, run_as: str | None = None):
+        """`run_as`: start the supervisor itself as this (non-root) user, so nothing is dropped."""
         ensure_run_as_user()
+        self.run_as = run_as
         self.dir = Path(tempfile.mkdtemp(prefix="mailer-test-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         self.smtp_port = config.setdefault("smtpPort", free_port())
@@ -82,10 +84,16 @@ class Mailer:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
+        extra = {}
+        if self.run_as:
+            account = pwd.getpwnam(self.run_as)
+            for path in [self.dir, *self.dir.rglob("*")]:
+                os.chown(path, account.pw_uid, account.pw_gid)
+            extra = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         self.proc = subprocess.Popen(
             [str(MAILER), "serve", "-config", str(self.config_path)],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
-            start_new_session=True,
+            start_new_session=True, **extra,
         )
         if wait:
             wait_for(lambda: self.proc.poll() is not None or port_open(self.smtp_port), 20, message="SMTP port")
@@ -167,8 +175,8 @@ def mailer_factory():
     """Makes Mailer instances and stops them all at the end of the test."""
     made = []
 
-    def make(config=None, env=None, start=True):
-        m = Mailer(dict(config or {}), env)
+    def make(config=None, env=None, start=True, run_as=None):
+        m = Mailer(dict(config or {}), env, run_as)
         made.append(m)
         if start:
             m.start()

@@ -80,6 +80,12 @@ def queue_empty(m):
     return not any(m.files(state) for state in ("new", "active", "deferred"))
 
 
+def assert_no_crash(m):
+    logs = m.logs()
+    assert "Fatal error" not in logs and "crash-loop" not in logs, logs[-3000:]
+    assert not re.search(r"forwarder pid \d+ exited with status [1-9]", logs), logs[-3000:]
+
+
 def metric(m, kind, name, labels_contain=""):
     try:
         status = m.status()
@@ -91,7 +97,7 @@ def metric(m, kind, name, labels_contain=""):
 # MARK: - Routes, TLS, AUTH
 
 
-def test_failover_past_dead_port_and_unverifiable_certificate(mailer_factory, upstreams, tmp_path):
+def test_failover_past_dead_port_and_unverifiable_certificate(mailer_factory, upstreams):
     """A dead port, then a provider whose certificate does not verify (never plaintext), then a provider
     with a certificate from the test CA (caFile) and AUTH over STARTTLS: the message arrives there intact."""
     m = mailer_factory(start=False)
@@ -123,6 +129,7 @@ def test_failover_past_dead_port_and_unverifiable_certificate(mailer_factory, up
     wait_for(lambda: metric(m, "counters", "mailer_delivered_total", "provider=good") == 1, 5,
              message="delivered counter")
     assert metric(m, "counters", "mailer_delivery_attempts_total", "outcome=tls_error") >= 1
+    assert_no_crash(m)
 
 
 def test_implicit_tls_with_auth_login(mailer_factory, upstreams):
@@ -137,6 +144,7 @@ def test_implicit_tls_with_auth_login(mailer_factory, upstreams):
     wait_for(lambda: up.messages, 20, message="delivery over implicit TLS")
     assert up.messages[0]["tls"] and up.messages[0]["auth"] == "relay"
     wait_for(lambda: queue_empty(m), 10, message="empty queue")
+    assert_no_crash(m)
 
 
 # MARK: - Replies
@@ -153,6 +161,7 @@ def test_temporary_failure_then_success(mailer_factory, upstreams):
     assert len(up.messages) == 1
     assert re.search(rf"delivery attempt.*id={qid}.*outcome=temporary", m.logs())
     wait_for(lambda: metric(m, "counters", "mailer_deferred_total") >= 1, 5, message="deferred counter")
+    assert_no_crash(m)
 
 
 def test_permanent_failure_for_one_of_several_recipients(mailer_factory, upstreams):
@@ -171,6 +180,7 @@ def test_permanent_failure_for_one_of_several_recipients(mailer_factory, upstrea
     assert env["history"] and env["history"][0]["route"] == "mx"
     assert [msg["recipients"] for msg in up.messages] == [["one@example.net", "two@example.net"]]
     wait_for(lambda: metric(m, "counters", "mailer_failed_total") == 1, 5, message="failed counter")
+    assert_no_crash(m)
 
 
 def test_45_recipients_go_in_transactions_of_20_20_5(mailer_factory, upstreams):
@@ -182,6 +192,7 @@ def test_45_recipients_go_in_transactions_of_20_20_5(mailer_factory, upstreams):
     sizes = [len(msg["recipients"]) for msg in up.messages]
     assert sizes == [20, 20, 5]
     assert sorted(r for msg in up.messages for r in msg["recipients"]) == recipients
+    assert_no_crash(m)
 
 
 def test_connections_are_reused(mailer_factory, upstreams):
@@ -193,12 +204,13 @@ def test_connections_are_reused(mailer_factory, upstreams):
             submit(m, [f"r{i}@example.net"], subject=f"reuse {i}", smtp=s)
     wait_for(lambda: len(up.messages) == 30 and queue_empty(m), 30, message="30 deliveries")
     assert up.connections <= 6, f"{up.connections} connections for 30 messages"
+    assert_no_crash(m)
 
 
 # MARK: - Crashes and outages
 
 
-def test_kill_9_while_1000_messages_flow_loses_nothing(mailer_factory, upstreams, tmp_path):
+def test_kill_9_while_1000_messages_flow_loses_nothing(mailer_factory, upstreams):
     sink = upstreams(SmtpSink())
     m = mailer_factory(relay_config([provider("sink", sink.port)], workerCount=5))
     total = 1000
@@ -228,9 +240,10 @@ def test_kill_9_while_1000_messages_flow_loses_nothing(mailer_factory, upstreams
     wait_for(lambda: len(delivered()) == total, 120, interval=0.5, message="every message delivered")
     wait_for(lambda: queue_empty(m), 20, message="empty queue")
     assert m.files("failed") == []
+    assert_no_crash(m)
 
 
-def test_only_provider_down_then_back(mailer_factory, upstreams, tmp_path):
+def test_only_provider_down_then_back(mailer_factory, upstreams):
     port = free_port()
     m = mailer_factory(relay_config([provider("flaky", port)],
                                     circuitBreaker={"failureThreshold": 2, "cooldown": 1}))
@@ -247,6 +260,7 @@ def test_only_provider_down_then_back(mailer_factory, upstreams, tmp_path):
              message="circuit closed")
     for qid in ids:
         assert re.search(rf"delivery attempt.*id={qid}.*outcome=success", m.logs())
+    assert_no_crash(m)
 
 
 # MARK: - Local mode
@@ -262,3 +276,4 @@ def test_local_mode_stores_eml_files(mailer):
     assert mailer.files("failed") == []
     wait_for(lambda: metric(mailer, "counters", "mailer_delivered_total", "provider=local") == 1, 5,
              message="delivered counter")
+    assert_no_crash(mailer)

@@ -11,7 +11,6 @@ import ssl
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller

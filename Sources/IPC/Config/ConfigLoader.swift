@@ -158,6 +158,7 @@ public enum ConfigLoader {
         c.adminToken = try r.string("adminToken", default: "")
         c.logFile = try r.string("logFile", default: "")
         c.drainTimeout = try r.int("drainTimeout", default: c.drainTimeout, range: 1...3600)
+        c.heartbeatTimeout = try r.int("heartbeatTimeout", default: c.heartbeatTimeout, range: 2...3600)
         for var u in try r.objects("users") {
             let name = try u.string("username", default: "")
             if name.isEmpty { throw u.error("username", "a user needs a username") }

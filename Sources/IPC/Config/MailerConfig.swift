@@ -54,6 +54,8 @@ public struct MailerConfig: Sendable, Equatable {
     public var logFile = ""
     /// Seconds old workers get to finish their sessions on reload and stop.
     public var drainTimeout = 30
+    /// Seconds a worker may leave the supervisor's pings unanswered before it is killed and restarted.
+    public var heartbeatTimeout = 30
     /// Additional SMTP AUTH accounts besides defaultUsername.
     public var users: [User] = []
 
