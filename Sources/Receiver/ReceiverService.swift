@@ -71,22 +71,14 @@ final class ReceiverService: @unchecked Sendable {
     }
 }
 
-/// Keeps the service's list of open channels, so a drain can reach every session.
-final class SessionTracker: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    private let service: ReceiverService
-
-    init(service: ReceiverService) { self.service = service }
-
-    func channelActive(context: ChannelHandlerContext) {
-        let channel = context.channel
-        self.service.channels.withLockedValue { $0[ObjectIdentifier(channel)] = channel }
-        context.fireChannelActive()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        let id = ObjectIdentifier(context.channel)
-        self.service.channels.withLockedValue { _ = $0.removeValue(forKey: id) }
-        context.fireChannelInactive()
+extension ReceiverService {
+    /// Records a session's channel from the moment it is accepted (before it is active), so that a
+    /// drain never exits under a connection the kernel already handed to this process.
+    func track(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        self.channels.withLockedValue { $0[id] = channel }
+        channel.closeFuture.whenComplete { _ in
+            self.channels.withLockedValue { _ = $0.removeValue(forKey: id) }
+        }
     }
 }

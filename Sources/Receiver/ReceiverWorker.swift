@@ -60,10 +60,10 @@ public enum ReceiverWorker {
         let server = try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                service.track(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: idle),
-                        SessionTracker(service: service),
                         ReceiverSessionHandler(service: service),
                     ])
                 }
@@ -84,14 +84,19 @@ public enum ReceiverWorker {
         }
         SignalTraps.onTerminate { drain.start(reason: "signal") }
         context.announceReady()
-        try server.closeFuture.wait()
+        drain.waitUntilStarted()
         drain.waitForSessions()
         exit(0)
     }
 }
 
-/// Stops a receiver gracefully: close the listener (the supervisor's copy keeps the port open), let
-/// sessions finish for up to `timeout` seconds, then close what is left with a 421.
+/// Stops a receiver gracefully: stop accepting, let sessions finish for up to `timeout` seconds,
+/// then close what is left with a 421.
+///
+/// The listener is not closed but stops being read (autoRead off): closing a NIO server channel
+/// drops connections it has accepted in the same read but not yet set up, while a listener that is
+/// merely not read leaves every pending connection in the kernel's queue, which the listening
+/// socket shares with the next generation's receiver.
 final class Drainer: @unchecked Sendable {
     private let server: any Channel
     private let service: ReceiverService
@@ -100,6 +105,7 @@ final class Drainer: @unchecked Sendable {
     private let logger: Logger
     private let lock = NSLock()
     private var started = false
+    private let startedSignal = DispatchSemaphore(value: 0)
 
     init(server: any Channel, service: ReceiverService, group: MultiThreadedEventLoopGroup, timeout: Int, logger: Logger) {
         self.server = server
@@ -115,15 +121,30 @@ final class Drainer: @unchecked Sendable {
         guard !self.started else { return }
         self.started = true
         self.logger.info("draining (\(reason)): no new sessions")
-        self.server.close(promise: nil)
+        self.server.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in
+            self.startedSignal.signal()
+        }
     }
 
-    /// Blocks until every session ended or the timeout passed (then closes the rest).
+    /// Blocks until a drain was asked for and the listener is no longer read.
+    func waitUntilStarted() {
+        self.startedSignal.wait()
+    }
+
+    /// Blocks until every session ended or the timeout passed (then closes the rest). Connections
+    /// accepted just before the listener closed are still being set up on their event loops: the
+    /// list must stay empty for a moment before the process may go.
     func waitForSessions() {
         let deadline = Date().addingTimeInterval(Double(self.timeout))
+        var emptySince: Date?
         while Date() < deadline {
-            if self.service.channels.withLockedValue({ $0.isEmpty }) { return }
-            usleep(50_000)
+            if self.service.channels.withLockedValue({ $0.isEmpty }) {
+                if let since = emptySince, Date().timeIntervalSince(since) >= 0.2 { return }
+                emptySince = emptySince ?? Date()
+            } else {
+                emptySince = nil
+            }
+            usleep(20_000)
         }
         let left = self.service.channels.withLockedValue { Array($0.values) }
         self.logger.warning("drain timeout: closing \(left.count) sessions")

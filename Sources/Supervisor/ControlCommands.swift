@@ -71,11 +71,14 @@ extension Mailer {
             let now = Date().timeIntervalSince1970
             print("mailer running: supervisor pid \(pid), generation \(status.generation), up \(Self.duration(now - status.startedAt))"
                 + (status.paused ? ", deliveries paused" : ""))
-            print("ROLE       PID      GEN  STATE        RESTARTS  UPTIME")
+            func pad(_ text: String, _ width: Int) -> String {
+                text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+            }
+            print(pad("ROLE", 11) + pad("PID", 9) + pad("GEN", 5) + pad("STATE", 13) + pad("RESTARTS", 10) + "UPTIME")
             for worker in status.workers {
                 let uptime = worker.startedAt > 0 ? Self.duration(now - worker.startedAt) : "-"
-                print(String(format: "%-10@ %-8d %-4d %-12@ %-9d %@", worker.role as NSString, worker.pid, worker.generation,
-                             worker.state as NSString, worker.restarts, uptime as NSString))
+                print(pad(worker.role, 11) + pad(String(worker.pid), 9) + pad(String(worker.generation), 5)
+                    + pad(worker.state, 13) + pad(String(worker.restarts), 10) + uptime)
             }
         }
 

@@ -93,8 +93,6 @@ final class Supervisor {
             self.logger.critical("another mailer (pid \(pid)) already serves \(config.dataDir)")
             throw ExitCodeError(code: 75)
         }
-        // No worker runs yet, so nothing in tmp/ can still be written.
-        for name in spool.names(in: .tmp) { unlink(spool.path(.tmp, name)) }
 
         do {
             self.smtp = try Listener.bind(host: config.smtpHost, port: config.smtpPort, key: "smtpHost/smtpPort")
@@ -163,7 +161,7 @@ final class Supervisor {
             if now.timeIntervalSince(stopping) > Double(self.config.drainTimeout) + 5 {
                 for worker in self.workers {
                     self.logger.warning("\(worker.role.rawValue) pid \(worker.pid) did not stop in time: killing")
-                    kill(worker.pid, SIGKILL)
+                    self.kill(worker, SIGKILL)
                 }
             }
             return false
@@ -179,7 +177,7 @@ final class Supervisor {
             for worker in self.workers where worker.state == .running {
                 if now.timeIntervalSince(worker.lastHeartbeat) > Double(self.config.heartbeatTimeout) {
                     self.logger.error("\(worker.role.rawValue) pid \(worker.pid) stopped answering heartbeats: killing it")
-                    kill(worker.pid, SIGKILL)
+                    self.kill(worker, SIGKILL)
                 } else {
                     worker.control.send(.supervisorPing)
                 }
@@ -188,7 +186,7 @@ final class Supervisor {
         for worker in self.workers where worker.state == .draining {
             if let since = worker.drainStartedAt, now.timeIntervalSince(since) > Double(self.config.drainTimeout) + 5 {
                 self.logger.warning("old \(worker.role.rawValue) pid \(worker.pid) still draining: killing it")
-                kill(worker.pid, SIGKILL)
+                self.kill(worker, SIGKILL)
                 worker.drainStartedAt = nil
             }
         }
@@ -245,6 +243,12 @@ final class Supervisor {
         }
     }
 
+    private func kill(_ worker: WorkerProcess, _ signal: Int32) {
+        if Glibc.kill(worker.pid, signal) != 0 {
+            self.logger.error("cannot signal \(worker.role.rawValue) pid \(worker.pid): \(String(cString: strerror(errno)))")
+        }
+    }
+
     private func readStatus(_ worker: WorkerProcess) {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -255,7 +259,7 @@ final class Supervisor {
                 while let message = try worker.decoder.next() { self.handle(message, from: worker) }
             } catch {
                 self.logger.error("\(worker.role.rawValue) pid \(worker.pid) sent a malformed message (\(error)): killing it")
-                kill(worker.pid, SIGKILL)
+                self.kill(worker, SIGKILL)
                 return
             }
         }
@@ -292,7 +296,7 @@ final class Supervisor {
             }
         case .supervisorPing, .supervisorDrain, .supervisorPause, .supervisorResume, .supervisorSnapshot:
             self.logger.error("\(worker.role.rawValue) sent a supervisor message: killing it")
-            kill(worker.pid, SIGKILL)
+            self.kill(worker, SIGKILL)
         }
     }
 

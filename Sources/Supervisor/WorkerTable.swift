@@ -31,7 +31,7 @@ final class WorkerProcess {
     let generation: Int
     let control: PipeWriter
     let statusFD: Int32
-    var decoder = PipeMessageDecoder()
+    var decoder = PipeMessageDecoder(maximumFrame: PipeMessageDecoder.maximumWorkerFrame)
     var state: State = .starting
     let startedAt = Date()
     var lastHeartbeat = Date()

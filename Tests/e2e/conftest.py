@@ -138,7 +138,8 @@ class Mailer:
             self.data / "local" if state == "local" else self.data / "queue" / state)
         if not d.exists():
             return []
-        return sorted(p for p in d.iterdir() if p.is_file())
+        # Names starting with a dot are files still being written (a local copy's temporary name).
+        return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
 
     def spool_ids(self) -> set[str]:
         """Ids of every message the relay holds or has finished locally."""

@@ -137,8 +137,9 @@ def test_reload_under_load_loses_and_fails_nothing(mailer_factory, mode):
                         with lock:
                             (accepted if code == 250 else failures).append(reply.decode().split()[-1])
             except (smtplib.SMTPException, OSError) as e:
+                import traceback
                 with lock:
-                    failures.append(repr(e))
+                    failures.append(repr(e) + traceback.format_exc()[-600:])
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
     for t in threads:

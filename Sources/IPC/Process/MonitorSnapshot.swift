@@ -74,8 +74,24 @@ public struct MetricsStore: Sendable {
 
     public init() {}
 
+    /// Most distinct series kept: a compromised worker cannot grow the supervisor's memory or
+    /// flood /metrics beyond this.
+    public static let maximumSeries = 10_000
+
+    private func admits(_ name: String, _ labels: String, known: Bool) -> Bool {
+        if known { return true }
+        guard name.hasPrefix("mailer_"), name.utf8.count <= 100, labels.utf8.count <= 300,
+              name.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || $0 == 95 || ($0 >= 48 && $0 <= 57) })
+        else { return false }
+        return self.counters.count + self.gauges.count + self.histograms.count < Self.maximumSeries
+    }
+
     public mutating func apply(_ message: PipeMessage) {
         switch message {
+        case .workerCounter(let name, let labels, _) where !self.admits(name, labels, known: self.counters[Key(name: name, labels: labels)] != nil),
+             .workerGauge(let name, let labels, _) where !self.admits(name, labels, known: self.gauges[Key(name: name, labels: labels)] != nil),
+             .workerObservation(let name, let labels, _) where !self.admits(name, labels, known: self.histograms[Key(name: name, labels: labels)] != nil):
+            return
         case .workerCounter(let name, let labels, let delta):
             self.counters[Key(name: name, labels: labels), default: 0] += Double(delta)
         case .workerGauge(let name, let labels, let value):

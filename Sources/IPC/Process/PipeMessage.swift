@@ -127,10 +127,14 @@ public enum PipeMessage: Equatable, Sendable {
 /// Splits a byte stream from a pipe into `PipeMessage`s.
 public struct PipeMessageDecoder {
     private var buffer: [UInt8] = []
-    /// Largest frame accepted (a snapshot for the monitor is the biggest message).
+    /// Largest frame a worker reads (a snapshot for the monitor is the biggest message).
     public static let maximumFrame = 16 * 1024 * 1024
+    /// Largest frame the supervisor reads from a worker: workers only send small records, and a
+    /// compromised one must not make the root process buffer megabytes.
+    public static let maximumWorkerFrame = 64 * 1024
+    private let maximumFrame: Int
 
-    public init() {}
+    public init(maximumFrame: Int = PipeMessageDecoder.maximumFrame) { self.maximumFrame = maximumFrame }
 
     public mutating func append(_ bytes: some Sequence<UInt8>) { self.buffer.append(contentsOf: bytes) }
 
@@ -138,7 +142,7 @@ public struct PipeMessageDecoder {
     public mutating func next() throws -> PipeMessage? {
         guard self.buffer.count >= 4 else { return nil }
         let length = self.buffer[0..<4].reduce(0) { ($0 << 8) | Int($1) }
-        guard length <= Self.maximumFrame else { throw PipeMessage.DecodingError(description: "pipe frame too large") }
+        guard length <= self.maximumFrame else { throw PipeMessage.DecodingError(description: "pipe frame too large") }
         guard self.buffer.count >= 4 + length else { return nil }
         let message = try PipeMessage.decode(body: self.buffer[4..<4 + length])
         self.buffer.removeFirst(4 + length)

@@ -28,6 +28,15 @@ public final class Spool: @unchecked Sendable {
     private let syncLock = NSLock()
     private var syncers: [State: GroupSync] = [:]
 
+    /// At most this many delivered files wait in `queue/free/` to be reused (slot names `r0`…).
+    public static let recycleSlots = 256
+    private let recycleLock = NSLock()
+    /// Names seen in `queue/free/` by the last scan, not yet taken.
+    private var recycleNames: [String] = []
+    /// When the last scan found nothing: the next one waits a little (uptime nanoseconds).
+    private var recycleNextScan: UInt64 = 0
+    private var recycleCounter = UInt32.random(in: 0..<UInt32(Spool.recycleSlots))
+
     public init(dataDir: String) {
         self.dataDir = dataDir
         self.queueDir = (dataDir as NSString).appendingPathComponent("queue")
@@ -40,6 +49,11 @@ public final class Spool: @unchecked Sendable {
         }
     }
 
+    /// Delivered spool files kept for reuse, so that a new message overwrites an existing inode
+    /// instead of allocating one (inode allocation and the create in `tmp/` were the biggest cost of a
+    /// commit: see bench/README.md). Not a state: what is in here is garbage, never a message.
+    public var recycleDirectory: String { (self.queueDir as NSString).appendingPathComponent("free") }
+
     /// Where local mode stores delivered messages as `.eml` files.
     public var localDirectory: String { (self.dataDir as NSString).appendingPathComponent("local") }
 
@@ -48,12 +62,48 @@ public final class Spool: @unchecked Sendable {
     }
 
     /// Creates every directory (mode 0750), owned by `owner` when given (the supervisor, as root).
+    ///
+    /// The tree belongs to the run-as user, who could plant symbolic links in it; root must never
+    /// follow one. So every directory below `dataDir` is created and opened relative to its parent's
+    /// descriptor with O_NOFOLLOW, and chowned through that descriptor.
     public func createDirectories(owner: (uid: uid_t, gid: gid_t)? = nil) throws {
-        let all = [self.dataDir, self.queueDir, self.localDirectory] + State.allCases.map(self.directory)
-        for dir in all {
-            if mkdir(dir, 0o750) != 0 && errno != EEXIST { throw SpoolError("mkdir", path: dir) }
-            if let owner = owner, chown(dir, owner.uid, owner.gid) != 0 { throw SpoolError("chown", path: dir) }
+        if mkdir(self.dataDir, 0o750) != 0 && errno != EEXIST { throw SpoolError("mkdir", path: self.dataDir) }
+        let base = open(self.dataDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if base < 0 { throw SpoolError("open", path: self.dataDir) }
+        defer { close(base) }
+        if let owner = owner, fchown(base, owner.uid, owner.gid) != 0 { throw SpoolError("chown", path: self.dataDir) }
+        let relative = ["queue", "local", "failed"] + State.allCases.filter { $0 != .failed }.map { "queue/\($0.rawValue)" }
+            + ["queue/free"]
+        for path in relative {
+            let fd = try Self.openDirectory(relative: path, below: base, dataDir: self.dataDir, create: true)
+            defer { close(fd) }
+            if let owner = owner, fchown(fd, owner.uid, owner.gid) != 0 {
+                throw SpoolError("chown", path: (self.dataDir as NSString).appendingPathComponent(path))
+            }
         }
+    }
+
+    /// Opens (and with `create`, makes) a directory below `base`, one component at a time, never
+    /// following a symbolic link. The caller closes the descriptor.
+    public static func openDirectory(relative path: String, below base: Int32, dataDir: String, create: Bool,
+                                     mode: mode_t = 0o750) throws -> Int32 {
+        var parent = dup(base)
+        for component in path.split(separator: "/").map(String.init) {
+            if create && mkdirat(parent, component, mode) != 0 && errno != EEXIST {
+                let error = SpoolError("mkdir", path: (dataDir as NSString).appendingPathComponent(path))
+                close(parent)
+                throw error
+            }
+            let next = openat(parent, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let error = errno
+            close(parent)
+            if next < 0 {
+                throw SpoolError(error == ELOOP || error == ENOTDIR ? "refusing a symbolic link or non-directory at" : "open",
+                                 path: (dataDir as NSString).appendingPathComponent(path), errno: error)
+            }
+            parent = next
+        }
+        return parent
     }
 
     // MARK: - Receiving
@@ -62,10 +112,18 @@ public final class Spool: @unchecked Sendable {
     /// message survives a crash; when it throws, no file is left behind.
     public func enqueue(_ envelope: Envelope, parts: [ByteBuffer]) throws {
         let tmp = self.path(.tmp, "\(envelope.id).\(getpid())")
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        // A recycled file (renamed from `free/` into `tmp/`, so no one else can take it) is
+        // overwritten and cut to length; otherwise a new file is created.
+        var fd = self.takeRecycled(as: tmp)
+        let reused = fd >= 0
+        if !reused { fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640) }
         if fd < 0 { throw SpoolError("create", path: tmp) }
         do {
             try SpoolFile.write(fd: fd, path: tmp, envelope: envelope, parts: parts)
+            if reused {
+                let length = lseek(fd, 0, SEEK_CUR)
+                if length < 0 || ftruncate(fd, length) != 0 { throw SpoolError("truncate", path: tmp) }
+            }
             if fsync(fd) != 0 { throw SpoolError("fsync", path: tmp) }
             close(fd)
         } catch {
@@ -175,7 +233,8 @@ public final class Spool: @unchecked Sendable {
 
     /// All recipients are done and none failed: the message leaves the spool.
     public func finishDelivered(_ claim: ClaimedMessage) {
-        unlink(self.path(.active, claim.envelope.id))
+        let path = self.path(.active, claim.envelope.id)
+        if !self.recycle(path) { unlink(path) }
         claim.release()
     }
 
@@ -302,6 +361,61 @@ public final class Spool: @unchecked Sendable {
     /// Deletes a message at rest.
     public func remove(_ id: String, from state: State) throws {
         if unlink(self.path(state, id)) != 0 { throw SpoolError("unlink", path: self.path(state, id)) }
+    }
+
+    // MARK: - Recycling delivered files
+
+    /// Moves a finished file into `free/` instead of unlinking it. The slot name comes from a
+    /// counter, so `free/` never holds more than `recycleSlots` files: a slot still taken is
+    /// replaced (its old inode is freed, as an unlink would have done). False when `free/` is missing.
+    func recycle(_ path: String) -> Bool {
+        self.recycleLock.lock()
+        self.recycleCounter = (self.recycleCounter &+ 1) % UInt32(Self.recycleSlots)
+        let slot = self.recycleCounter
+        self.recycleLock.unlock()
+        return rename(path, (self.recycleDirectory as NSString).appendingPathComponent("r\(slot)")) == 0
+    }
+
+    /// Takes a file from `free/` by renaming it to `path` (the rename is the claim: of several
+    /// takers only one succeeds) and opens it for writing; -1 when none is there.
+    func takeRecycled(as path: String) -> Int32 {
+        for _ in 0..<8 {
+            guard let name = self.nextRecycledName() else { return -1 }
+            let source = (self.recycleDirectory as NSString).appendingPathComponent(name)
+            guard rename(source, path) == 0 else { continue }  // someone else took it
+            let fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
+            if fd >= 0 {
+                var st = stat()
+                if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && st.st_nlink == 1 && st.st_uid == geteuid() {
+                    return fd
+                }
+                close(fd)
+            }
+            unlink(path)
+        }
+        return -1
+    }
+
+    private func nextRecycledName() -> String? {
+        self.recycleLock.lock()
+        defer { self.recycleLock.unlock() }
+        if let name = self.recycleNames.popLast() { return name }
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard now >= self.recycleNextScan else { return nil }
+        var names: [String] = []
+        if let dir = opendir(self.recycleDirectory) {
+            while let entry = readdir(dir) {
+                let name = withUnsafePointer(to: entry.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+                }
+                if name.hasPrefix("r") { names.append(name) }
+            }
+            closedir(dir)
+        }
+        // Nothing there (local mode, a stopped forwarder, a backlog): look again in 50 ms, not per message.
+        if names.isEmpty { self.recycleNextScan = now + 50_000_000 }
+        self.recycleNames = names
+        return self.recycleNames.popLast()
     }
 
     // MARK: - Helpers
