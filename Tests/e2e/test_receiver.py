@@ -234,3 +234,40 @@ def test_check_config_names_key_and_line(tmp_path):
     r = subprocess.run([str(MAILER), "check-config", "--config", str(good)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "unknown configuration key 'mystery'" in r.stdout
+
+
+def make_certificate(directory):
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=mailer.test"], check=True, capture_output=True)
+    os.chmod(key, 0o600)  # readable by root only: the receiver loads it before dropping privileges
+    return cert, key
+
+
+def test_starttls_with_a_root_only_key(mailer_factory):
+    m = mailer_factory(start=False)
+    cert, key = make_certificate(m.dir)
+    m.write_config(dict(m.config, tls={"certFile": str(cert), "keyFile": str(key)}))
+    m.start()
+    out = subprocess.run(["swaks", "--server", f"127.0.0.1:{m.smtp_port}", "--tls", "--from", "a@example.com",
+                          "--to", "b@example.net", "--body", "over tls"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "220 2.0.0 Ready to start TLS" in out.stdout
+    queue_id = re.search(r"queued as ([0-9A-F]{22})", out.stdout).group(1)
+    body = wait_for(lambda: stored_message(m, queue_id), 5, message="stored message")
+    assert b"with ESMTPS id " + queue_id.encode() in body
+
+
+def test_plaintext_pipelined_after_starttls_is_refused(mailer_factory):
+    m = mailer_factory(start=False)
+    cert, key = make_certificate(m.dir)
+    m.write_config(dict(m.config, tls={"certFile": str(cert), "keyFile": str(key)}))
+    m.start()
+    with socket.create_connection(("127.0.0.1", m.smtp_port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        read_reply(f)
+        sock.sendall(b"EHLO c\r\n")
+        assert any("STARTTLS" in line for line in read_reply(f))
+        sock.sendall(b"STARTTLS\r\nMAIL FROM:<injected@example.com>\r\n")
+        assert read_reply(f)[0].startswith("554 5.5.1")
+        assert f.readline() == b""

@@ -2,6 +2,7 @@
 stop, status and systemd notifications. Every test runs twice when the suite runs as root: with
 the supervisor as root (workers drop to the run-as user) and as that user itself (no drop)."""
 
+import json
 import os
 import pwd
 import signal
@@ -10,6 +11,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -114,6 +117,16 @@ def test_crash_loop_is_logged_and_backs_off(mailer_factory, mode):
     # Backoff: restarts are spaced out, not a tight loop.
     starts = [line for line in m.logs().splitlines() if "started receiver" in line]
     assert len(starts) < 20
+    # /health shows it: no receiver serves, so the check fails (503) and names the crash loop.
+    def health():
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{m.http_port}/health", timeout=5)
+            return None
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+    code, body = wait_for(health, 10, message="/health failing")
+    assert code == 503 and body["status"] == "error"
+    assert any(w["role"] == "receiver" and w["state"] == "crash-loop" for w in body["details"]["workers"])
 
 
 def test_reload_under_load_loses_and_fails_nothing(mailer_factory, mode):
