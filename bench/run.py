@@ -270,8 +270,9 @@ def run_workload(port, sink, opts, count, root_fn=None, drain_timeout=120):
 class Mailer:
     name = "mailer"
 
-    def __init__(self, binary, workdir, sink_port, worker_count):
+    def __init__(self, binary, workdir, sink_port, worker_count, recycle=True):
         self.binary = binary
+        self.recycle = recycle
         self.dir = os.path.join(workdir, "mailer")
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
@@ -301,6 +302,10 @@ class Mailer:
         if self.proc.poll() is not None:
             raise RuntimeError("mailer exited: see " + self.logf.name)
         time.sleep(0.5)  # let the forwarder come up too
+        if not self.recycle:
+            # A/B of the inode-recycling change: without queue/free/ the spool creates and unlinks
+            # a file per message, exactly as before the change.
+            os.rmdir(os.path.join(self.config["dataDir"], "queue", "free"))
 
     def root(self):
         return self.proc.pid if self.proc and self.proc.poll() is None else None
@@ -507,6 +512,8 @@ def main():
                     help="mailer workerCount (default 20 = Postfix's default_destination_concurrency_limit)")
     ap.add_argument("--json", help="also write all raw results here")
     ap.add_argument("--only", choices=["mailer", "postfix"], help="measure one system (for profiling)")
+    ap.add_argument("--no-recycle", action="store_true",
+                    help="remove mailer's queue/free/ after start (the spool as it was before inode recycling)")
     args = ap.parse_args()
 
     started = time.monotonic()
@@ -527,7 +534,8 @@ def main():
             log(f"  ceiling {name}: {raw['ceiling'][name]['accepted_per_s']:.0f}/s, "
                 f"{raw['ceiling'][name]['latency_ms']:.2f} ms/msg")
         for rep in range(1, args.reps + 1):
-            order = [("mailer", lambda: Mailer(args.mailer, workdir, sink.port, args.worker_count)),
+            order = [("mailer", lambda: Mailer(args.mailer, workdir, sink.port, args.worker_count,
+                                               recycle=not args.no_recycle)),
                      ("postfix", lambda: Postfix(workdir, sink.port))]
             if rep % 2 == 0:
                 order.reverse()

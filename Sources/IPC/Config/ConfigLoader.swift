@@ -32,7 +32,10 @@ public enum ConfigLoader {
         do {
             tree = try JSONValue.parse(Data(text.utf8))
         } catch {
-            throw ConfigError(key: "", line: syntaxErrorLine(error), message: "not valid JSON: \(describe(error))")
+            if let problem = JSONSyntaxLocator.locate(text) {
+                throw ConfigError(key: "", line: problem.line, message: "not valid JSON at column \(problem.column): \(problem.message)")
+            }
+            throw ConfigError(key: "", message: "not valid JSON: \(describe(error))")
         }
         guard case .object(let root) = tree else {
             throw ConfigError(key: "", message: "the configuration must be a JSON object, found \(tree.typeName)")
@@ -245,11 +248,5 @@ public enum ConfigLoader {
             return context.debugDescription
         }
         return "\(error)"
-    }
-
-    private static func syntaxErrorLine(_ error: any Error) -> Int? {
-        let text = describe(error)
-        guard let range = text.range(of: "line ") else { return nil }
-        return Int(text[range.upperBound...].prefix { $0.isNumber })
     }
 }
