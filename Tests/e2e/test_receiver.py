@@ -271,3 +271,33 @@ def test_plaintext_pipelined_after_starttls_is_refused(mailer_factory):
         sock.sendall(b"STARTTLS\r\nMAIL FROM:<injected@example.com>\r\n")
         assert read_reply(f)[0].startswith("554 5.5.1")
         assert f.readline() == b""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")
+def test_full_disk_answers_452_and_leaves_no_half_file(mailer_factory):
+    m = mailer_factory(start=False)
+    m.data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(m.data)], check=True)
+    try:
+        m.start()
+        replies = []
+        with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
+            s.ehlo()
+            for i in range(40):
+                s.mail("a@example.com")
+                s.rcpt("b@example.net")
+                code, reply = s.data(b"Subject: fill\r\n\r\n" + (b"z" * 998 + b"\r\n") * 50)
+                replies.append((code, reply))
+                if code != 250:
+                    break
+            assert s.noop()[0] == 250, "the session goes on after a full disk"
+        code, reply = replies[-1]
+        assert (code, reply[:5]) == (452, b"4.3.1"), replies[-1]
+        accepted = {r.decode().split()[-1] for c, r in replies if c == 250}
+        assert accepted and accepted <= m.spool_ids()
+        assert m.files("tmp") == []
+        assert all(p.stat().st_size > 50_000 for p in m.files("new"))
+        assert "cannot store message" in m.logs()
+    finally:
+        m.stop()
+        subprocess.run(["umount", "-l", str(m.data)], check=False)

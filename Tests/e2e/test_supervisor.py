@@ -265,3 +265,33 @@ def test_systemd_notifications(mailer_factory, mode, tmp_path):
     finally:
         sock.close()
         os.unlink(path)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only root drops to a run-as user")
+def test_missing_run_as_user_is_a_clear_error(mailer_factory):
+    m = mailer_factory({"user": "no-such-user-here"}, start=False)
+    m.start(wait=False)
+    assert m.proc.wait(20) == 67
+    assert "the run-as user 'no-such-user-here' (config key 'user') does not exist" in m.logs()
+
+
+def test_reload_binds_changed_ports(mailer_factory, mode):
+    from conftest import free_port, port_open
+    m = start(mailer_factory, mode)
+    old_smtp, old_http = m.smtp_port, m.http_port
+    new_smtp, new_http = free_port(), free_port()
+    m.write_config(dict(m.config, smtpPort=new_smtp, healthCheckPort=new_http))
+    os.kill(m.proc.pid, signal.SIGHUP)
+    m.smtp_port = new_smtp
+    m.worker_pid("receiver", generation=2)
+    wait_for(lambda: all(w["generation"] == 2 for w in m.status()["workers"]), 15, message="old generation exited")
+    send(m)
+    assert urllib.request.urlopen(f"http://127.0.0.1:{new_http}/health", timeout=5).status == 200
+    wait_for(lambda: not port_open(old_smtp) and not port_open(old_http), 10, message="old ports closed")
+
+
+def test_provider_password_is_masked_in_the_startup_log(mailer_factory, mode):
+    m = start(mailer_factory, mode, {"forwardSMTP": True, "forwardHost": "127.0.0.1", "forwardPort": 9,
+                                     "forwardUsername": "relay-user", "forwardPassword": "hunter2-secret"})
+    assert "hunter2-secret" not in m.logs()
+    assert "hu**********et" in m.logs()
