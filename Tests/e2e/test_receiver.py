@@ -301,3 +301,26 @@ def test_full_disk_answers_452_and_leaves_no_half_file(mailer_factory):
     finally:
         m.stop()
         subprocess.run(["umount", "-l", str(m.data)], check=False)
+
+
+def test_session_limits_idle_connections_and_errors(mailer_factory):
+    m = mailer_factory({"limits": {"idleTimeout": 1, "maxConnections": 2, "maxErrors": 3}})
+    first = socket.create_connection(("127.0.0.1", m.smtp_port), timeout=10)
+    second = socket.create_connection(("127.0.0.1", m.smtp_port), timeout=10)
+    f1, f2 = first.makefile("rb"), second.makefile("rb")
+    assert read_reply(f1)[0].startswith("220") and read_reply(f2)[0].startswith("220")
+    with socket.create_connection(("127.0.0.1", m.smtp_port), timeout=10) as third:
+        assert read_reply(third.makefile("rb"))[0].startswith("421 4.7.0")
+    # Bad commands: two errors, then the third closes the session.
+    second.sendall(b"FOO\r\nBAR\r\nBAZ\r\n")
+    assert read_reply(f2)[0].startswith("500 5.5.1")
+    assert read_reply(f2)[0].startswith("500 5.5.1")
+    assert read_reply(f2)[0].startswith("421 4.7.0")
+    assert f2.readline() == b""
+    # The first one stays silent past the idle timeout.
+    assert read_reply(f1)[0].startswith("421 4.4.2")
+    assert f1.readline() == b""
+    first.close()
+    second.close()
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
+        assert s.noop()[0] == 250
