@@ -135,7 +135,6 @@ final class Supervisor {
             "data": "\(self.config.dataDir)", "user": "\(self.account?.name ?? "(not root: no drop)")",
             "mode": "\(self.config.localMode ? "local" : "forwarding")",
         ])
-        self.logRoutes()
         for spec in WorkerSpec.table(for: self.config) { self.start(spec.role) }
 
         while true {
@@ -152,16 +151,6 @@ final class Supervisor {
         }
         self.controlFiles.remove()
         self.logger.info("mailer stopped")
-    }
-
-    /// One line per upstream provider, its password masked as the original does.
-    private func logRoutes() {
-        for (index, provider) in self.config.orderedProviders.enumerated() {
-            self.logger.info("provider \(index + 1): \(provider.name)", metadata: [
-                "tls": "\(provider.ssl ? "implicit" : "starttls")", "user": "\(provider.username)",
-                "password": "\(maskSecret(provider.password))", "priority": "\(provider.priority)",
-            ])
-        }
     }
 
     /// Timers: restarts due, heartbeats, snapshot, watchdog, stop deadline. True when it is time to exit.
@@ -407,7 +396,6 @@ final class Supervisor {
         self.smtp = newSMTP
         self.http = newHTTP
         self.config = newConfig
-        self.logRoutes()
         self.generation += 1
         self.notifiedReady = false
         self.logger.info("reloading: generation \(old) → \(self.generation)")
