@@ -509,3 +509,33 @@ import Testing
         #expect(IPC.maskSecret(secret) == masked)
     }
 }
+
+@Suite struct KeepingSecretsTests {
+    @Test func eachRoleKeepsOnlyItsOwnSecrets() throws {
+        var c = MailerConfig()
+        c.defaultUsername = "app"
+        c.defaultPassword = "auth-secret"
+        c.forwardHost = "smtp.example.com"
+        c.forwardPassword = "legacy-secret"
+        var p = MailerConfig.Provider()
+        p.host = "p.example.com"
+        p.password = "provider-secret"
+        c.forwardProviders = [p]
+        c.adminToken = "token-secret"
+        let receiver = c.keepingSecrets(for: .receiver)
+        #expect(receiver.defaultPassword == "auth-secret")
+        #expect(receiver.forwardPassword == MailerConfig.withheldSecret)
+        #expect(receiver.forwardProviders[0].password == MailerConfig.withheldSecret)
+        #expect(receiver.adminToken == MailerConfig.withheldSecret)
+        #expect(receiver.authRequired)
+        let forwarder = c.keepingSecrets(for: .forwarder)
+        #expect(forwarder.defaultPassword == MailerConfig.withheldSecret)
+        #expect(forwarder.orderedProviders.map(\.password) == ["provider-secret", "legacy-secret"])
+        let monitor = c.keepingSecrets(for: .monitor)
+        #expect(monitor.adminToken == "token-secret")
+        #expect(monitor.forwardProviders[0].password == MailerConfig.withheldSecret)
+        var empty = MailerConfig()
+        empty.defaultUsername = ""
+        #expect(empty.keepingSecrets(for: .forwarder).defaultPassword == "")
+    }
+}

@@ -226,3 +226,31 @@ public func maskSecret(_ secret: String) -> String {
     return String(characters.prefix(2)) + String(repeating: "*", count: characters.count - 4)
         + String(characters.suffix(2))
 }
+
+// MARK: - Least knowledge
+
+extension MailerConfig {
+    /// The configuration with the secrets `role` has no use for withheld: the receiver keeps the AUTH
+    /// accounts, the forwarder the providers' passwords, the monitor the admin token. A compromised
+    /// worker then holds only its own secrets. A withheld secret stays non-empty when it was set, so
+    /// what depends on "is one set" (and `/admin/config`'s `***`) reads the same.
+    public func keepingSecrets(for role: WorkerRole) -> MailerConfig {
+        func withhold(_ secret: String) -> String { secret.isEmpty ? "" : Self.withheldSecret }
+        var c = self
+        if role != .receiver {
+            c.defaultPassword = withhold(c.defaultPassword)
+            c.users = c.users.map { User(username: $0.username, password: withhold($0.password)) }
+        }
+        if role != .forwarder {
+            c.forwardPassword = withhold(c.forwardPassword)
+            for i in c.forwardProviders.indices {
+                c.forwardProviders[i].password = withhold(c.forwardProviders[i].password)
+            }
+        }
+        if role != .monitor { c.adminToken = withhold(c.adminToken) }
+        return c
+    }
+
+    /// What a withheld secret reads as.
+    public static let withheldSecret = "(withheld)"
+}

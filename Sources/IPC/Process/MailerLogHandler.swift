@@ -53,7 +53,7 @@ public final class LogSink: @unchecked Sendable {
 
     public init(path: String) {
         self.path = path
-        if !path.isEmpty { self.fileFD = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640) }
+        if !path.isEmpty { self.fileFD = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o640) }
     }
 
     func write(_ line: String) {
@@ -64,7 +64,7 @@ public final class LogSink: @unchecked Sendable {
         guard !self.path.isEmpty else { return }
         if access(self.path, F_OK) != 0 {
             if self.fileFD >= 0 { close(self.fileFD) }
-            self.fileFD = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            self.fileFD = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o640)
         }
         if self.fileFD >= 0 { _ = bytes.withUnsafeBytes { Glibc.write(self.fileFD, $0.baseAddress!, $0.count) } }
     }

@@ -19,13 +19,16 @@ public struct WorkerContext: Sendable {
 }
 
 /// The steps every worker takes, in this order and nowhere else: read the configuration (it may be
-/// readable by root only), set up logging, drop privileges when the supervisor asked for it, then
+/// readable by root only) and forget the secrets the role has no use for, set up logging, drop privileges when the supervisor asked for it, then
 /// hand over to the role. Only after this does a worker read a byte from a client.
 public enum WorkerBootstrap {
     public static func start(role: WorkerRole, configPath: String?) throws -> WorkerContext {
         let environment = ProcessInfo.processInfo.environment
         let generation = Int(environment[WorkerEnvironment.generation] ?? "") ?? 0
         let loaded = try ConfigLoader.load(path: configPath)
+        // Forget what this role does not need, in memory and in the environment.
+        let config = loaded.config.keepingSecrets(for: role)
+        for name in ["DEFAULT_PASSWORD", "FORWARD_PASSWORD", "MAILER_ADMIN_TOKEN"] { unsetenv(name) }
         MailerLogHandler.bootstrap(label: "mailer/\(role.rawValue)", logFile: loaded.config.logFile)
         var logger = Logger(label: "mailer/\(role.rawValue)")
         logger[metadataKey: "gen"] = "\(generation)"
@@ -38,7 +41,7 @@ public enum WorkerBootstrap {
         let hasSupervisor = fcntl(InheritedFD.status, F_GETFD) >= 0
         let writer = hasSupervisor ? PipeWriter(fd: InheritedFD.status) : nil
         return WorkerContext(
-            role: role, generation: generation, config: loaded.config, logger: logger, status: writer,
+            role: role, generation: generation, config: config, logger: logger, status: writer,
             reporter: StatusReporter(writer: writer))
     }
 
