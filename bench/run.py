@@ -462,6 +462,13 @@ def machine():
         pass
     fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "-T", tempfile.gettempdir()],
                         capture_output=True, text=True).stdout.strip()
+    source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "-T", tempfile.gettempdir()],
+                            capture_output=True, text=True).stdout.strip()
+    if fs.startswith("ext4"):
+        dev = os.path.basename(source)
+        journal = os.path.isdir("/proc/fs/jbd2") and any(n.startswith(dev + "-") for n in os.listdir("/proc/fs/jbd2"))
+        fs = fs.replace("ext4", "ext4 (journal)" if journal else "ext4 (no journal)", 1)
+    fs = " ".join(fs.split())
     return {
         "nproc": os.cpu_count(),
         "cpu": model,
