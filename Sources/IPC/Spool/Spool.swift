@@ -13,6 +13,7 @@ import NIOCore
 /// | `queue/deferred/`  | waiting for a retry; mtime = next attempt | a forwarder once due, admin    | none needed |
 /// | `queue/hold/`      | held by an operator                       | admin release (to new/)        | none needed |
 /// | `failed/`          | a recipient failed for good, or expired   | admin retry (to new/), cleanup | none needed |
+/// | `queue/free/rN`    | a delivered file kept for reuse (≤ 256)   | a receiver (rename to tmp/), overwritten | none needed: not a message any more |
 ///
 /// A spool file is `MAILER-SPOOL 1 <n>\n`, the envelope as n bytes of JSON, `\n`, then the message.
 public final class Spool: @unchecked Sendable {
