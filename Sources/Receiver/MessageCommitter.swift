@@ -33,10 +33,11 @@ final class MessageCommitter: Sendable {
         var proto = transaction.smtputf8 ? "UTF8SMTP" : (session.esmtp ? "ESMTP" : "SMTP")
         if session.tls { proto += "S" }
         if session.authenticatedUser != nil { proto += "A" }
+        let summary = HeaderSummary(body)
         let trace = TraceHeaders(
             queueID: id, hostname: self.config.hostname, heloName: session.helo, clientIP: session.clientIP,
             protocolName: proto, recipients: transaction.recipients, date: now
-        ).render(for: body)
+        ).render(for: summary)
         var envelope = Envelope(
             id: id, sender: transaction.sender, recipients: transaction.recipients, receivedAt: now.timeIntervalSince1970,
             client: session.client, helo: session.helo, authIdentity: session.authenticatedUser,
@@ -62,7 +63,7 @@ final class MessageCommitter: Sendable {
                 logger.info("accepted message", metadata: [
                     "id": "\(id)", "from": "<\(transaction.sender)>",
                     "to": "\(Self.summarize(transaction.recipients))", "size": "\(envelope.size)",
-                    "subject": "\(HeaderSummary(body).subject ?? "")",
+                    "subject": "\(summary.subject ?? "")",
                 ])
             } else {
                 logger.info("accepted message", metadata: ["id": "\(id)"])

@@ -13,9 +13,8 @@ struct TraceHeaders {
     var recipients: [String]
     var date: Date
 
-    /// The bytes to write before the message body.
-    func render(for body: ByteBuffer) -> ByteBuffer {
-        let summary = HeaderSummary(body)
+    /// The bytes to write before the message body, given what its headers already carry.
+    func render(for summary: HeaderSummary) -> ByteBuffer {
         var text = "Received: from \(self.heloName) ([\(self.clientIP)])\r\n\tby \(self.hostname) (mailer) with \(self.protocolName) id \(self.queueID)"
         if self.recipients.count == 1 { text += "\r\n\tfor <\(self.recipients[0])>" }
         text += "; \(Self.rfc5322Date(self.date))\r\n"
@@ -24,14 +23,16 @@ struct TraceHeaders {
         return ByteBuffer(string: text)
     }
 
+    /// `Sun, 29 Nov 2026 15:04:05 +0000`, formatted by hand (no CoreFoundation on the hot path).
     static func rfc5322Date(_ date: Date) -> String {
         var seconds = time_t(date.timeIntervalSince1970)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        return String(format: "%@, %d %@ %04d %02d:%02d:%02d +0000", days[Int(parts.tm_wday)], parts.tm_mday,
-                      months[Int(parts.tm_mon)], parts.tm_year + 1900, parts.tm_hour, parts.tm_min, parts.tm_sec)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(days[Int(parts.tm_wday)]), \(parts.tm_mday) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) +0000"
     }
 }
 

@@ -14,7 +14,7 @@ import Testing
     }
 
     static func render(_ body: String, recipients: [String] = ["bob@example.com"]) -> String {
-        String(buffer: Self.headers(recipients: recipients).render(for: ByteBuffer(string: body)))
+        String(buffer: Self.headers(recipients: recipients).render(for: HeaderSummary(ByteBuffer(string: body))))
     }
 
     @Test func receivedCarriesTheQueueID() {
