@@ -18,8 +18,14 @@ final class ReceiverSessionHandler: ChannelInboundHandler {
     private var clientIP = "?"
     private var clientAddress = "?"
     private var counted = false
+    /// Waiting for a commit or an AUTH penalty: input is kept, not processed.
     private var paused = false
+    /// The client does not read its replies (the outbound buffer passed its high-water mark): stop
+    /// reading its commands until it does, so a pipelining flood cannot grow our memory.
+    private var writeBlocked = false
     private var closing = false
+    /// `process` is on the stack (a flush inside it can report writability synchronously).
+    private var processing = false
 
     init(service: ReceiverService) {
         self.service = service
@@ -86,6 +92,17 @@ final class ReceiverSessionHandler: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if self.writeBlocked && context.channel.isWritable {
+            self.writeBlocked = false
+            if !self.processing {
+                self.updateReading(context: context)
+                self.process(context: context)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.logger.debug("session error: \(error)")
         context.close(promise: nil)
@@ -94,12 +111,25 @@ final class ReceiverSessionHandler: ChannelInboundHandler {
     // MARK: - Actions
 
     private func process(context: ChannelHandlerContext) {
-        while !self.paused && !self.closing, let action = self.machine?.next() {
+        guard !self.processing else { return }
+        self.processing = true
+        defer { self.processing = false }
+        while !self.paused && !self.writeBlocked && !self.closing, let action = self.machine?.next() {
             if case .needInput = action {
                 context.flush()
                 return
             }
             self.perform(action, context: context)
+            if !self.closing && !context.channel.isWritable {
+                self.writeBlocked = true
+                context.flush()
+                // The flush may have drained enough to make the channel writable again, and said so
+                // (channelWritabilityChanged) before we got here: then carry on.
+                if self.writeBlocked {
+                    self.updateReading(context: context)
+                    return
+                }
+            }
         }
     }
 
@@ -157,14 +187,20 @@ final class ReceiverSessionHandler: ChannelInboundHandler {
     private func pause(context: ChannelHandlerContext) {
         context.flush()
         self.paused = true
-        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        self.updateReading(context: context)
     }
 
     private func resume(context: ChannelHandlerContext) {
         self.paused = false
         guard context.channel.isActive, !self.closing else { return }
-        context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        self.updateReading(context: context)
         self.process(context: context)
+    }
+
+    /// Reads from the socket only while nothing holds the session back.
+    private func updateReading(context: ChannelHandlerContext) {
+        let read = !self.paused && !self.writeBlocked
+        context.channel.setOption(ChannelOptions.autoRead, value: read).whenComplete { _ in }
     }
 }
 

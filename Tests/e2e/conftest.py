@@ -45,6 +45,24 @@ def port_open(port, host="127.0.0.1"):
         return False
 
 
+_shared_binary = None
+
+
+def binary_for(user):
+    """The binary a relay started as `user` runs: the build tree may not be readable by that user
+    (a checkout under a 0700 directory), so such relays run a copy in a world-readable directory."""
+    global _shared_binary
+    if user is None:
+        return MAILER
+    if _shared_binary is None:
+        directory = Path(tempfile.mkdtemp(prefix="mailer-test-bin-", dir="/tmp"))
+        os.chmod(directory, 0o755)
+        _shared_binary = directory / "mailer"
+        shutil.copy2(MAILER, _shared_binary)
+        os.chmod(_shared_binary, 0o755)
+    return _shared_binary
+
+
 def ensure_run_as_user():
     if not IS_ROOT:
         return
@@ -61,6 +79,7 @@ class Mailer:
         """`run_as`: start the supervisor itself as this (non-root) user, so nothing is dropped."""
         ensure_run_as_user()
         self.run_as = run_as
+        self.binary = binary_for(run_as)
         self.dir = Path(tempfile.mkdtemp(prefix="mailer-test-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         self.smtp_port = config.setdefault("smtpPort", free_port())
@@ -91,7 +110,7 @@ class Mailer:
                 os.chown(path, account.pw_uid, account.pw_gid)
             extra = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         self.proc = subprocess.Popen(
-            [str(MAILER), "serve", "-config", str(self.config_path)],
+            [str(self.binary), "serve", "-config", str(self.config_path)],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
             start_new_session=True, **extra,
         )
@@ -110,7 +129,7 @@ class Mailer:
 
     def cli(self, *args, check=True, timeout=60):
         """Runs `mailer <args> -config <this config>`."""
-        result = subprocess.run([str(MAILER), *args, "-config", str(self.config_path)], capture_output=True,
+        result = subprocess.run([str(self.binary), *args, "-config", str(self.config_path)], capture_output=True,
                                 text=True, timeout=timeout, env=self.env)
         if check:
             assert result.returncode == 0, result.stdout + result.stderr
@@ -192,3 +211,10 @@ def mailer_factory():
 def mailer(mailer_factory):
     """A relay on built-in defaults (local mode) with its own ports and data directory."""
     return mailer_factory()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_shared_binary():
+    yield
+    if _shared_binary is not None:
+        shutil.rmtree(_shared_binary.parent, ignore_errors=True)

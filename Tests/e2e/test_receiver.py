@@ -324,3 +324,21 @@ def test_session_limits_idle_connections_and_errors(mailer_factory):
     second.close()
     with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
         assert s.noop()[0] == 250
+
+
+def test_flood_from_a_client_that_reads_late_gets_every_reply_in_order(mailer):
+    """A client pipelines far more commands than the socket buffers hold before it reads a reply.
+    The receiver stops reading while its replies back up and carries on when they drain: every reply
+    arrives, in order, and the session stays usable."""
+    count = 400_000
+    with socket.create_connection(("127.0.0.1", mailer.smtp_port), timeout=30) as sock:
+        f = sock.makefile("rb")
+        read_reply(f)
+        sender = threading.Thread(target=lambda: sock.sendall(b"NOOP\r\n" * count + b"QUIT\r\n"))
+        sender.start()
+        time.sleep(1)
+        for _ in range(count):
+            line = f.readline()
+            assert line.startswith(b"250 2.0.0"), line
+        assert f.readline().startswith(b"221 2.0.0")
+        sender.join(30)
