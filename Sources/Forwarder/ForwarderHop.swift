@@ -26,7 +26,7 @@ struct ForwarderHop: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Credentials may go without TLS only to this machine.
-    var isLoopback: Bool { ConfigLoader.isLoopback(self.host) }
+    var isLoopback: Bool { Loopback.contains(host: self.host) }
 
     init(name: String, host: String, port: Int, implicitTLS: Bool = false, verification: Verification = .system,
          username: String = "", password: String = "") {

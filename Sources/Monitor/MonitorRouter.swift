@@ -76,7 +76,7 @@ final class MonitorRouter: Sendable {
     func respond(to request: MonitorRequest) -> MonitorResponse {
         let now = self.probes.now()
         let client = request.clientAddress ?? "unknown"
-        guard let address = request.clientAddress, Self.isLoopback(address) else {
+        guard let address = request.clientAddress, Loopback.contains(address: address) else {
             self.logger.warning("refused a client outside loopback", metadata: ["client": "\(client)"])
             return .error(.forbidden, "only loopback clients may use this API", now: now)
         }
@@ -114,20 +114,6 @@ final class MonitorRouter: Sendable {
 
     // MARK: - Access
 
-    /// 127.0.0.0/8, ::1 and IPv4-mapped loopback.
-    static func isLoopback(_ address: String) -> Bool {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, address, &v4) == 1 {
-            return UInt32(bigEndian: v4.s_addr) >> 24 == 127
-        }
-        var v6 = in6_addr()
-        guard inet_pton(AF_INET6, address, &v6) == 1 else { return false }
-        let bytes = withUnsafeBytes(of: &v6) { Array($0) }
-        if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }
-        let mapped = bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xff && bytes[11] == 0xff
-        return mapped && bytes[12] == 127
-    }
-
     /// A browser on this host can be made to send requests to a loopback port by any web page: a
     /// cross-site form POST, or a page whose name was re-pointed to 127.0.0.1 (DNS rebinding). Such
     /// requests carry an `Origin` (or `Sec-Fetch-Site: cross-site`) or a foreign `Host`; curl, scripts
@@ -161,7 +147,7 @@ final class MonitorRouter: Sendable {
 
     static func isLocalHostName(_ name: String) -> Bool {
         let lower = name.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        return lower == "localhost" || lower.hasSuffix(".localhost") || Self.isLoopback(lower)
+        return lower == "localhost" || lower.hasSuffix(".localhost") || Loopback.contains(address: lower)
     }
 
     /// `Authorization: Bearer <adminToken>`, compared in constant time.

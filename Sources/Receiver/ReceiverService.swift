@@ -58,11 +58,6 @@ final class ReceiverService: @unchecked Sendable {
         self.reporter.gauge("mailer_smtp_sessions", "", Double(open))
     }
 
-    static func isLoopback(_ address: SocketAddress) -> Bool {
-        guard let ip = address.ipAddress else { return false }
-        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
-    }
-
     static func makeTLSContext(_ tls: MailerConfig.TLS) throws -> NIOSSLContext? {
         guard !tls.certFile.isEmpty else { return nil }
         let chain = try NIOSSLCertificate.fromPEMFile(tls.certFile).map { NIOSSLCertificateSource.certificate($0) }

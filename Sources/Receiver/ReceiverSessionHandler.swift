@@ -37,7 +37,7 @@ final class ReceiverSessionHandler: ChannelInboundHandler {
         self.clientIP = remote?.ipAddress ?? "?"
         self.clientAddress = remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
         self.logger[metadataKey: "client"] = "\(self.clientAddress)"
-        let loopback = remote.map(ReceiverService.isLoopback) ?? false
+        let loopback = remote?.ipAddress.map { Loopback.contains(address: $0) } ?? false
 
         var refusal: SMTPReply?
         if self.service.config.security.allowLocalOnly && !loopback {

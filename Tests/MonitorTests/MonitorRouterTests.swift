@@ -93,18 +93,6 @@ import Testing
         #expect(fixture.relayed.isEmpty)
     }
 
-    @Test func loopbackAddresses() {
-        #expect(MonitorRouter.isLoopback("127.0.0.1"))
-        #expect(MonitorRouter.isLoopback("127.255.0.1"))
-        #expect(MonitorRouter.isLoopback("::1"))
-        #expect(MonitorRouter.isLoopback("::ffff:127.0.0.1"))
-        #expect(!MonitorRouter.isLoopback("128.0.0.1"))
-        #expect(!MonitorRouter.isLoopback("::"))
-        #expect(!MonitorRouter.isLoopback("::2"))
-        #expect(!MonitorRouter.isLoopback("localhost"))
-        #expect(!MonitorRouter.isLoopback(""))
-    }
-
     // MARK: - Metrics
 
     @Test func metricsJSONWithAcceptOrQuery() throws {

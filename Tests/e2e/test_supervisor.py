@@ -71,9 +71,14 @@ def test_workers_run_as_the_run_as_user(mailer_factory, mode):
     supervisor = proc_ids(m.proc.pid)
     assert supervisor["Uid"][0] == ("0" if mode == "root" else str(account.pw_uid))
     [queue_id] = send(m)
-    path = wait_for(lambda: next((p for p in (m.data / "local" / f"{queue_id}.eml", m.data / "queue" / "new" / queue_id)
-                                  if p.exists()), None), 10, message="stored file")
-    st = path.stat()
+    def stat_stored():
+        for p in (m.data / "local" / f"{queue_id}.eml", m.data / "queue" / "new" / queue_id):
+            try:
+                return p.stat()
+            except FileNotFoundError:
+                continue  # not there, or moved on between two looks
+        return None
+    st = wait_for(stat_stored, 10, message="stored file")
     assert (st.st_uid, st.st_gid) == (account.pw_uid, account.pw_gid)
     assert (m.data / "queue").stat().st_uid == account.pw_uid
 

@@ -222,7 +222,7 @@ public enum ConfigLoader {
         if c.forwardSMTP && c.orderedProviders.isEmpty && !c.directDelivery.enabled {
             throw ConfigError(key: "forwardSMTP", message: "forwarding is on but neither forwardHost nor forwardProviders is set")
         }
-        if c.security.allowLocalOnly && !isLoopback(c.smtpHost) {
+        if c.security.allowLocalOnly && !Loopback.contains(host: c.smtpHost) {
             result.warnings.append("security.allowLocalOnly is true: smtpHost \(c.smtpHost) is replaced by 127.0.0.1")
             c.smtpHost = "127.0.0.1"
         }
@@ -236,10 +236,6 @@ public enum ConfigLoader {
             c[keyPath: path] = URL(fileURLWithPath: c[keyPath: path]).standardizedFileURL.path
         }
         result.config = c
-    }
-
-    public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
     private static func describe(_ error: any Error) -> String {
