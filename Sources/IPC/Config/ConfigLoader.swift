@@ -235,6 +235,9 @@ public enum ConfigLoader {
                      \MailerConfig.logFile] where !c[keyPath: path].isEmpty {
             c[keyPath: path] = URL(fileURLWithPath: c[keyPath: path]).standardizedFileURL.path
         }
+        for index in c.forwardProviders.indices where !c.forwardProviders[index].caFile.isEmpty {
+            c.forwardProviders[index].caFile = URL(fileURLWithPath: c.forwardProviders[index].caFile).standardizedFileURL.path
+        }
         result.config = c
     }
 
