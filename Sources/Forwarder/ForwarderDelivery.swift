@@ -9,8 +9,8 @@ import SMTPCore
 /// is deferred with backoff, or is kept in `failed/` with every reply and the attempt history.
 final class ForwarderDelivery: @unchecked Sendable {
     enum Mode {
-        /// Stored as `local/<ID>.eml` (forwarding off, no direct delivery).
-        case local(ForwarderLocalStore)
+        /// Stored as `local/<ID>.eml` (forwarding off, no direct delivery): `Spool.storeLocalCopy`.
+        case local
         /// Sent along a route with a transport.
         case route(any ForwarderRoute, any ForwarderTransport)
     }
@@ -77,12 +77,12 @@ final class ForwarderDelivery: @unchecked Sendable {
         envelope.attempts += 1
         var report = Report()
         switch self.mode {
-        case .local(let store):
+        case .local:
             let started = self.clock()
             let pending = envelope.recipients.indices.filter { envelope.recipients[$0].state == .pending }
             let reply: String
             do {
-                try store.store(id: envelope.id, message: message)
+                try self.spool.storeLocalCopy(id: envelope.id, message: message)
                 reply = "250 2.0.0 stored as local/\(envelope.id).eml"
                 for index in pending {
                     envelope.recipients[index].state = .delivered

@@ -92,7 +92,7 @@ public enum ForwarderWorker {
         let mode: ForwarderDelivery.Mode
         var pool: ForwarderConnectionPool?
         if config.localMode {
-            mode = .local(ForwarderLocalStore(directory: spool.localDirectory))
+            mode = .local
             logger.info("local mode: messages are stored in \(spool.localDirectory)")
         } else {
             let route = ForwarderProviderRoute(config: config)

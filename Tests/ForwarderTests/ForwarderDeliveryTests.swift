@@ -147,15 +147,17 @@ private func envelope(_ recipients: [String]) -> Envelope {
         let dir = NSTemporaryDirectory() + "fwd-local-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spool = Spool(dataDir: dir)
+        try spool.createDirectories()
         let delivery = ForwarderDelivery(
-            spool: Spool(dataDir: dir), mode: .local(ForwarderLocalStore(directory: dir)),
+            spool: spool, mode: .local,
             breaker: ForwarderCircuitBreaker(threshold: 1, cooldown: 1),
             policy: ForwarderRetryPolicy(initialDelay: 1, maxDelay: 1, maxLifetime: 1), batchSize: 20, batchDelay: 0,
             reporter: StatusReporter(writer: nil), logger: quietLogger)
         var env = envelope(["a@y.test", "b@y.test"])
         let report = delivery.attempt(&env, message: Array("Subject: s\r\n\r\nbody\r\n".utf8))
         #expect(report.deliveredVia == "local" && report.delivered == 2)
-        let stored = FileManager.default.contents(atPath: "\(dir)/\(env.id).eml")
+        let stored = FileManager.default.contents(atPath: "\(dir)/local/\(env.id).eml")
         #expect(stored == Data("Subject: s\r\n\r\nbody\r\n".utf8))
     }
 }

@@ -27,7 +27,8 @@ public final class Spool: @unchecked Sendable {
     public let dataDir: String
     private let queueDir: String
     private let syncLock = NSLock()
-    private var syncers: [State: GroupSync] = [:]
+    /// One group-commit syncer per directory path.
+    private var syncers: [String: GroupSync] = [:]
 
     /// At most this many delivered files wait in `queue/free/` to be reused (slot names `r0`…).
     public static let recycleSlots = 256
@@ -115,16 +116,39 @@ public final class Spool: @unchecked Sendable {
         let tmp = self.path(.tmp, "\(envelope.id).\(getpid())")
         // A recycled file (renamed from `free/` into `tmp/`, so no one else can take it) is
         // overwritten and cut to length; otherwise a new file is created.
-        var fd = self.takeRecycled(as: tmp)
-        let reused = fd >= 0
-        if !reused { fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640) }
-        if fd < 0 { throw SpoolError("create", path: tmp) }
-        do {
+        let recycled = self.takeRecycled(as: tmp)
+        let final = self.path(.new, envelope.id)
+        try self.writeDurably(tmp: tmp, final: final, into: self.directory(.new), reusing: recycled >= 0 ? recycled : nil,
+                              removeOnSyncFailure: true) { fd in
             try SpoolFile.write(fd: fd, path: tmp, envelope: envelope, parts: parts)
-            if reused {
+            if recycled >= 0 {
                 let length = lseek(fd, 0, SEEK_CUR)
                 if length < 0 || ftruncate(fd, length) != 0 { throw SpoolError("truncate", path: tmp) }
             }
+        }
+    }
+
+    /// Local mode: keeps a delivered message as `local/<ID>.eml`, as durably as a queued one.
+    public func storeLocalCopy(id: String, message: [UInt8]) throws {
+        let directory = self.localDirectory
+        let tmp = (directory as NSString).appendingPathComponent(".\(id).eml.tmp")
+        let final = (directory as NSString).appendingPathComponent("\(id).eml")
+        try self.writeDurably(tmp: tmp, final: final, into: directory, removeOnSyncFailure: false) { fd in
+            try message.withUnsafeBytes { try SpoolFile.writeAll(fd: fd, $0, path: tmp) }
+        }
+    }
+
+    /// The one way a file reaches a directory durably: `fill` writes it at `tmp` (a new file, or the
+    /// recycled descriptor `reusing`), fsync, rename to `final`, then the directory's entry is made
+    /// durable (shared by every writer in flight, `GroupSync`). A failure before the rename leaves no
+    /// file; a failed directory sync removes `final` too when `removeOnSyncFailure` (a message that
+    /// must not count as accepted).
+    private func writeDurably(tmp: String, final: String, into directory: String, reusing: Int32? = nil,
+                              removeOnSyncFailure: Bool, fill: (Int32) throws -> Void) throws {
+        let fd = reusing ?? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o640)
+        if fd < 0 { throw SpoolError("create", path: tmp) }
+        do {
+            try fill(fd)
             if fsync(fd) != 0 { throw SpoolError("fsync", path: tmp) }
             close(fd)
         } catch {
@@ -132,16 +156,15 @@ public final class Spool: @unchecked Sendable {
             unlink(tmp)
             throw error
         }
-        let final = self.path(.new, envelope.id)
         if rename(tmp, final) != 0 {
             let error = SpoolError("rename", path: final)
             unlink(tmp)
             throw error
         }
         do {
-            try self.syncer(.new).sync()
+            try self.syncer(directory).sync()
         } catch {
-            unlink(final)
+            if removeOnSyncFailure { unlink(final) }
             throw error
         }
     }
@@ -259,30 +282,16 @@ public final class Spool: @unchecked Sendable {
     private func rewrite(_ claim: ClaimedMessage, envelope: Envelope, into state: State, mtime: Date?) throws {
         let id = claim.envelope.id
         let tmp = self.path(.tmp, "\(id).\(getpid())")
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-        if fd < 0 { throw SpoolError("create", path: tmp) }
-        do {
+        try self.writeDurably(tmp: tmp, final: self.path(state, id), into: self.directory(state),
+                              removeOnSyncFailure: false) { fd in
             try SpoolFile.write(fd: fd, path: tmp, envelope: envelope, parts: [])
             try SpoolFile.copy(from: claim.fd, offset: claim.bodyOffset, to: fd, path: tmp)
-            if fsync(fd) != 0 { throw SpoolError("fsync", path: tmp) }
             if let mtime = mtime {
                 let seconds = Int(mtime.timeIntervalSince1970)
                 var times = [timespec(tv_sec: seconds, tv_nsec: 0), timespec(tv_sec: seconds, tv_nsec: 0)]
                 futimens(fd, &times)
             }
-            close(fd)
-        } catch {
-            close(fd)
-            unlink(tmp)
-            throw error
         }
-        let final = self.path(state, id)
-        if rename(tmp, final) != 0 {
-            let error = SpoolError("rename", path: final)
-            unlink(tmp)
-            throw error
-        }
-        try self.syncer(state).sync()
         unlink(self.path(.active, id))
         claim.release()
     }
@@ -334,29 +343,16 @@ public final class Spool: @unchecked Sendable {
             }
             envelope.nextAttemptAt = nil
             let tmp = self.path(.tmp, "\(id).\(getpid())")
-            let out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-            if out < 0 { throw SpoolError("create", path: tmp) }
-            do {
+            try self.writeDurably(tmp: tmp, final: self.path(to, id), into: self.directory(to),
+                                  removeOnSyncFailure: false) { out in
                 try SpoolFile.write(fd: out, path: tmp, envelope: envelope, parts: [])
                 try SpoolFile.copy(from: fd, offset: offset, to: out, path: tmp)
-                if fsync(out) != 0 { throw SpoolError("fsync", path: tmp) }
-                close(out)
-            } catch {
-                close(out)
-                unlink(tmp)
-                throw error
             }
-            if rename(tmp, self.path(to, id)) != 0 {
-                let error = SpoolError("rename", path: self.path(to, id))
-                unlink(tmp)
-                throw error
-            }
-            try self.syncer(to).sync()
             unlink(source)
             return
         }
         if rename(self.path(from, id), self.path(to, id)) != 0 { throw SpoolError("rename", path: self.path(from, id)) }
-        try self.syncer(to).sync()
+        try self.syncer(self.directory(to)).sync()
     }
 
     /// Deletes a message at rest.
@@ -421,12 +417,12 @@ public final class Spool: @unchecked Sendable {
 
     // MARK: - Helpers
 
-    private func syncer(_ state: State) throws -> GroupSync {
+    private func syncer(_ directory: String) throws -> GroupSync {
         self.syncLock.lock()
         defer { self.syncLock.unlock() }
-        if let existing = self.syncers[state] { return existing }
-        let made = try GroupSync(directory: self.directory(state))
-        self.syncers[state] = made
+        if let existing = self.syncers[directory] { return existing }
+        let made = try GroupSync(directory: directory)
+        self.syncers[directory] = made
         return made
     }
 
