@@ -109,7 +109,9 @@ final class ForwarderScheduler: @unchecked Sendable {
                     self.condition.lock()
                     let busy = self.inFlight
                     self.condition.unlock()
-                    self.candidates = self.spool.claimable().filter { !busy.contains($0.id) }
+                    // A wake-up means new mail: list new/ only. The timer looks at everything,
+                    // due retries and abandoned claims included.
+                    self.candidates = self.spool.claimable(newOnly: !timerFired).filter { !busy.contains($0.id) }
                     wanted = false
                 }
                 self.claim(upTo: free)

@@ -313,3 +313,20 @@ import Testing
         #expect(t.spool.locate("../../etc/passwd") == nil)
     }
 }
+
+@Suite struct SpoolClaimableTests {
+    @Test func newOnlyListsNewAlone() throws {
+        let dir = NSTemporaryDirectory() + "spool-newonly-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spool = Spool(dataDir: dir)
+        try spool.createDirectories()
+        let fresh = Envelope(id: QueueID.make(), sender: "a@x.test", recipients: ["b@y.test"], receivedAt: 0, client: "", helo: "")
+        try spool.enqueue(fresh, parts: [ByteBuffer(string: "Subject: 1\r\n\r\nx\r\n")])
+        let retry = Envelope(id: QueueID.make(), sender: "a@x.test", recipients: ["b@y.test"], receivedAt: 0, client: "", helo: "")
+        try spool.enqueue(retry, parts: [ByteBuffer(string: "Subject: 2\r\n\r\nx\r\n")])
+        let claim = try #require(spool.claim(retry.id, from: .new))
+        try spool.finishDeferred(claim, envelope: retry, until: Date(timeIntervalSince1970: 1))
+        #expect(spool.claimable(newOnly: true).map(\.id) == [fresh.id])
+        #expect(Set(spool.claimable().map(\.id)) == [fresh.id, retry.id])
+    }
+}

@@ -205,8 +205,12 @@ public final class Spool: @unchecked Sendable {
 
     /// Ids a forwarder may claim now: everything in `new/`, due files in `deferred/` (mtime ≤ now) and
     /// files in `active/` that no live forwarder holds.
-    public func claimable(now: Date = Date()) -> [(id: String, state: State)] {
+    ///
+    /// `newOnly` lists `new/` alone: what a wake-up after a commit needs, without a `stat` of every
+    /// deferred file (a backlog of thousands while a provider is down) for each message accepted.
+    public func claimable(now: Date = Date(), newOnly: Bool = false) -> [(id: String, state: State)] {
         var result = self.names(in: .new).filter(QueueID.isValid).map { (id: $0, state: State.new) }
+        if newOnly { return result }
         let nowSeconds = Int(now.timeIntervalSince1970)
         for id in self.names(in: .deferred) where QueueID.isValid(id) {
             var st = stat()
