@@ -2,8 +2,9 @@ import Foundation
 
 /// The client side of one SMTP session, without sockets: greeting, EHLO (HELO when EHLO gets a 5xx),
 /// STARTTLS whenever the server offers it, AUTH PLAIN or LOGIN, then any number of transactions
-/// (RSET before each one after the first), PIPELINING when offered (MAIL and every RCPT in one
-/// write), SIZE, BODY=8BITMIME and SMTPUTF8, and QUIT.
+/// (RSET before each one after the first), PIPELINING when offered (RSET, MAIL, every RCPT and DATA
+/// in one write, RFC 2920 §3.1: two round trips per message), SIZE, BODY=8BITMIME and SMTPUTF8, and
+/// QUIT.
 ///
 /// The owner feeds each reply to `receivedReply(_:)` and carries out the one `Action` it returns.
 /// Commands waiting for replies are kept in order in `expecting`, so pipelined replies are matched
@@ -51,6 +52,8 @@ public struct SMTPClientStateMachine {
     enum Expect: Equatable {
         case greeting, ehlo, helo, startTLS, authPlain, authLoginStart, authLoginUser, authLoginPassword
         case rset, mail, rcpt(Int), data, message, quit
+        /// The "." sent after a 354 that came although no recipient was accepted (RFC 2920 §3.1).
+        case abortedMessage
     }
 
     enum Phase: Equatable {
@@ -120,6 +123,14 @@ public struct SMTPClientStateMachine {
         self.transaction = transaction
         self.mailReply = nil
         self.recipientReplies = Array(repeating: nil, count: transaction.recipients.count)
+        if self.capabilities.pipelining {
+            var group: [UInt8] = []
+            if self.transactionsDone > 0 {
+                group += Array("RSET\r\n".utf8)
+                self.expecting.append(.rset)
+            }
+            return .send(group + self.pipelinedEnvelope())
+        }
         if self.transactionsDone > 0 {
             return self.command("RSET", expect: .rset)
         }
@@ -176,6 +187,7 @@ public struct SMTPClientStateMachine {
             return self.command(Self.base64(credentials.password), expect: .authLoginPassword)
         case .rset:
             guard reply.code == 250 else { return self.failed(.rejected(stage: "RSET", reply: reply)) }
+            if self.capabilities.pipelining { return .awaitReply }
             return self.sendEnvelope()
         case .mail:
             self.mailReply = reply
@@ -186,8 +198,8 @@ public struct SMTPClientStateMachine {
             self.recipientReplies[index] = reply
             let count = self.transaction?.recipients.count ?? 0
             let mailAccepted = self.mailReply?.isPositive == true
+            if self.capabilities.pipelining { return .awaitReply }  // DATA went with the group
             if index + 1 < count {
-                if self.capabilities.pipelining { return .awaitReply }
                 guard mailAccepted else { preconditionFailure("RCPT sent after a refused MAIL") }
                 return self.command(self.rcptCommand(index + 1), expect: .rcpt(index + 1))
             }
@@ -196,11 +208,22 @@ public struct SMTPClientStateMachine {
             }
             return self.finishTransaction(dataReply: nil)
         case .data:
-            guard reply.code == 354 else { return self.finishTransaction(dataReply: reply) }
+            let anyAccepted = self.mailReply?.isPositive == true
+                && self.recipientReplies.contains { $0?.isPositive == true }
+            guard reply.code == 354 else {
+                // Pipelined DATA after refusals is answered 503/554: the refusals are the news.
+                return self.finishTransaction(dataReply: anyAccepted ? reply : nil)
+            }
+            guard anyAccepted else {
+                // A server that says 354 with nobody to deliver to gets an empty message ended at once.
+                return self.command(".", expect: .abortedMessage)
+            }
             self.expecting.append(.message)
             return .sendMessage
         case .message:
             return self.finishTransaction(dataReply: reply)
+        case .abortedMessage:
+            return self.finishTransaction(dataReply: nil)
         case .quit:
             self.phase = .failed
             return .close
@@ -231,7 +254,26 @@ public struct SMTPClientStateMachine {
         return self.failed(.authenticationUnavailable(mechanisms.sorted().joined(separator: " ")))
     }
 
+    /// MAIL, one command at a time (no PIPELINING).
     private mutating func sendEnvelope() -> Action {
+        self.command(self.mailCommand(), expect: .mail)
+    }
+
+    /// MAIL, every RCPT and DATA as one group (RFC 2920: DATA may end a group).
+    private mutating func pipelinedEnvelope() -> [UInt8] {
+        guard let transaction = self.transaction else { preconditionFailure("no transaction") }
+        var bytes = Array("\(self.mailCommand())\r\n".utf8)
+        self.expecting.append(.mail)
+        for index in transaction.recipients.indices {
+            bytes += Array("\(self.rcptCommand(index))\r\n".utf8)
+            self.expecting.append(.rcpt(index))
+        }
+        bytes += Array("DATA\r\n".utf8)
+        self.expecting.append(.data)
+        return bytes
+    }
+
+    private func mailCommand() -> String {
         guard let transaction = self.transaction else { preconditionFailure("no transaction") }
         var mail = "MAIL FROM:<\(transaction.sender)>"
         if self.capabilities.size != nil { mail += " SIZE=\(transaction.size)" }
@@ -239,16 +281,7 @@ public struct SMTPClientStateMachine {
         // default) rather than converted to quoted-printable.
         if transaction.eightBit && self.capabilities.eightBitMIME { mail += " BODY=8BITMIME" }
         if transaction.smtputf8 { mail += " SMTPUTF8" }
-        if self.capabilities.pipelining {
-            var bytes = Array("\(mail)\r\n".utf8)
-            self.expecting.append(.mail)
-            for index in transaction.recipients.indices {
-                bytes += Array("\(self.rcptCommand(index))\r\n".utf8)
-                self.expecting.append(.rcpt(index))
-            }
-            return .send(bytes)
-        }
-        return self.command(mail, expect: .mail)
+        return mail
     }
 
     private func rcptCommand(_ index: Int) -> String {

@@ -183,6 +183,23 @@ def test_permanent_failure_for_one_of_several_recipients(mailer_factory, upstrea
     assert_no_crash(m)
 
 
+def test_pipelined_refusals_on_a_reused_connection(mailer_factory, upstreams):
+    """smtp-sink offers PIPELINING: RSET, MAIL, RCPT and DATA go as one group. Every RCPT refused with
+    a 5xx: each message lands in failed/ with the refusal, one after the other on one connection."""
+    sink = upstreams(SmtpSink(extra_args=("-f", "RCPT")))
+    m = mailer_factory(relay_config([provider("sink", sink.port)], workerCount=1))
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=30) as s:
+        s.ehlo("client.test")
+        ids = [submit(m, [f"r{i}@example.net"], subject=f"refused {i}", smtp=s) for i in range(3)]
+    wait_for(lambda: all((m.data / "failed" / qid).exists() for qid in ids), 30, message="three messages in failed/")
+    assert queue_empty(m)
+    for qid in ids:
+        [recipient] = envelope(m.data / "failed" / qid)["recipients"]
+        assert recipient["state"] == "failed" and recipient["reply"].startswith("500 5.3.0"), recipient
+    assert not any(b"Subject: refused" in d for d in sink.dumps())
+    assert_no_crash(m)
+
+
 def test_45_recipients_go_in_transactions_of_20_20_5(mailer_factory, upstreams):
     up = upstreams(AioUpstream())
     m = mailer_factory(relay_config([provider("mx", up.port)], batchSize=20, batchDelay=50))

@@ -188,8 +188,10 @@ class AioUpstream:
 class SmtpSink:
     """Postfix's smtp-sink, dumping each transaction into `dump_dir` (one file per message)."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, extra_args=()):
+        """`extra_args`: more smtp-sink options, e.g. `("-f", "RCPT")` to refuse every RCPT with a 5xx."""
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
         # smtp-sink drops to nobody when root: the directory must be reachable and writable by it.
         self.dump_dir = Path(tempfile.mkdtemp(prefix="smtp-sink-", dir="/tmp"))
         os.chmod(self.dump_dir, 0o777)
@@ -199,7 +201,7 @@ class SmtpSink:
         args = [SMTP_SINK]
         if IS_ROOT:
             args += ["-u", "nobody"]
-        args += ["-d", f"{self.dump_dir}/%M.", f"127.0.0.1:{self.port}", "256"]
+        args += [*self.extra_args, "-d", f"{self.dump_dir}/%M.", f"127.0.0.1:{self.port}", "256"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         wait_for(lambda: port_open(self.port), 10, message="smtp-sink")
