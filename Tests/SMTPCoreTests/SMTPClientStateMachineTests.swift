@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Testing
 
 @testable import SMTPCore
@@ -352,7 +353,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     @Test func encodedMessageRoundTripsThroughTheServerDecoder() {
         let message = "x\r\n.\r\n..\r\n.y\r\nend\r\n"
         var decoder = SMTPDataDecoder(maxSize: 1000, maxLineLength: 1000)
-        var input = ByteBufferHelper.buffer(DotStuffing.encode(Array(message.utf8)))
+        var input = ByteBuffer(bytes: DotStuffing.encode(Array(message.utf8)))
         #expect(decoder.feed(&input) == .accepted)
         #expect(String(buffer: decoder.body) == message)
     }
