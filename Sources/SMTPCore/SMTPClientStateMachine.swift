@@ -203,13 +203,12 @@ public struct SMTPClientStateMachine {
                 guard mailAccepted else { preconditionFailure("RCPT sent after a refused MAIL") }
                 return self.command(self.rcptCommand(index + 1), expect: .rcpt(index + 1))
             }
-            if mailAccepted && self.recipientReplies.contains(where: { $0?.isPositive == true }) {
+            if self.anyRecipientAccepted {
                 return self.command("DATA", expect: .data)
             }
             return self.finishTransaction(dataReply: nil)
         case .data:
-            let anyAccepted = self.mailReply?.isPositive == true
-                && self.recipientReplies.contains { $0?.isPositive == true }
+            let anyAccepted = self.anyRecipientAccepted
             guard reply.code == 354 else {
                 // Pipelined DATA after refusals is answered 503/554: the refusals are the news.
                 return self.finishTransaction(dataReply: anyAccepted ? reply : nil)
@@ -282,6 +281,11 @@ public struct SMTPClientStateMachine {
         if transaction.eightBit && self.capabilities.eightBitMIME { mail += " BODY=8BITMIME" }
         if transaction.smtputf8 { mail += " SMTPUTF8" }
         return mail
+    }
+
+    /// MAIL was accepted and so was at least one RCPT: there is someone to send the message to.
+    private var anyRecipientAccepted: Bool {
+        self.mailReply?.isPositive == true && self.recipientReplies.contains { $0?.isPositive == true }
     }
 
     private func rcptCommand(_ index: Int) -> String {
