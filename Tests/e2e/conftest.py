@@ -4,6 +4,7 @@ with a temporary data directory and talk to it with real clients."""
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -126,6 +127,18 @@ class Mailer:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def wait_for_log(self, pattern: str, timeout=10.0, regex=False) -> str:
+        """Waits until the log holds `pattern` (a substring, or a regular expression with `regex`).
+
+        Workers write their own lines to the shared log, so a line can land a moment after the
+        event the test observed (a reply, a file moved, the supervisor's "serving").
+        """
+        found = (lambda text: re.search(pattern, text)) if regex else (lambda text: pattern in text)
+        try:
+            return wait_for(lambda: found(self.logs()) and self.logs(), timeout, message=f"log line {pattern!r}")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.logs()[-3000:]}") from None
 
     def cli(self, *args, check=True, timeout=60):
         """Runs `mailer <args> -config <this config>`."""

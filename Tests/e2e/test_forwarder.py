@@ -122,10 +122,9 @@ def test_failover_past_dead_port_and_unverifiable_certificate(mailer_factory, up
     assert b"\r\n.leading dot\r\n..two dots\r\n.\r\nlast\r\n" in got["data"]
     assert qid.encode() in got["data"]
     assert bad.messages == []  # the unverified server never got the message, nor the password in plaintext
-    logs = m.logs()
-    assert "outcome=connect_error" in logs and "provider=dead" in logs
-    assert "outcome=tls_error" in logs and "provider=badcert" in logs
-    assert "upstream-secret" not in logs
+    m.wait_for_log(r"provider=dead.*outcome=connect_error|outcome=connect_error.*provider=dead", regex=True)
+    m.wait_for_log(r"provider=badcert.*outcome=tls_error|outcome=tls_error.*provider=badcert", regex=True)
+    assert "upstream-secret" not in m.logs()
     wait_for(lambda: metric(m, "counters", "mailer_delivered_total", "provider=good") == 1, 5,
              message="delivered counter")
     assert metric(m, "counters", "mailer_delivery_attempts_total", "outcome=tls_error") >= 1
@@ -159,7 +158,7 @@ def test_temporary_failure_then_success(mailer_factory, upstreams):
     wait_for(lambda: queue_empty(m), 10, message="empty queue")
     assert up.recorder.mail_commands >= 2
     assert len(up.messages) == 1
-    assert re.search(rf"delivery attempt.*id={qid}.*outcome=temporary", m.logs())
+    m.wait_for_log(rf"delivery attempt.*id={qid}.*outcome=temporary", regex=True)
     wait_for(lambda: metric(m, "counters", "mailer_deferred_total") >= 1, 5, message="deferred counter")
     assert_no_crash(m)
 
@@ -276,7 +275,7 @@ def test_only_provider_down_then_back(mailer_factory, upstreams):
     wait_for(lambda: metric(m, "gauges", "mailer_provider_circuit_open", "provider=flaky") == 0, 10,
              message="circuit closed")
     for qid in ids:
-        assert re.search(rf"delivery attempt.*id={qid}.*outcome=success", m.logs())
+        m.wait_for_log(rf"delivery attempt.*id={qid}.*outcome=success", regex=True)
     assert_no_crash(m)
 
 

@@ -93,7 +93,7 @@ def test_kill_9_restarts_that_worker_alone(mailer_factory, mode, role):
     for other in before:
         if other != role:
             assert after[other] == before[other], f"{other} was restarted too"
-    assert f"{role} pid {before[role]} killed by signal 9" in m.logs()
+    m.wait_for_log(f"{role} pid {before[role]} killed by signal 9")
     status = m.status()
     assert next(w for w in status["workers"] if w["role"] == role)["restarts"] == 1
     send(m)
@@ -104,7 +104,7 @@ def test_wedged_worker_is_killed_and_restarted(mailer_factory, mode):
     old = m.worker_pid("forwarder")
     os.kill(old, signal.SIGSTOP)
     wait_for(lambda: m.worker_pid("forwarder") != old, 15, message="wedged forwarder replaced")
-    assert "stopped answering heartbeats" in m.logs()
+    m.wait_for_log("stopped answering heartbeats")
 
 
 def test_crash_loop_is_logged_and_backs_off(mailer_factory, mode):
@@ -298,5 +298,5 @@ def test_reload_binds_changed_ports(mailer_factory, mode):
 def test_provider_password_is_masked_in_the_startup_log(mailer_factory, mode):
     m = start(mailer_factory, mode, {"forwardSMTP": True, "forwardHost": "127.0.0.1", "forwardPort": 9,
                                      "forwardUsername": "relay-user", "forwardPassword": "hunter2-secret"})
+    m.wait_for_log("hu**********et")
     assert "hunter2-secret" not in m.logs()
-    assert "hu**********et" in m.logs()
