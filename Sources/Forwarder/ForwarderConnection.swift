@@ -21,6 +21,9 @@ final class ForwarderConnection: @unchecked Sendable {
     /// When it was last given back to the pool.
     var idleSince = Date()
     var transactions = 0
+    /// Whether the session was ready for another transaction when the last one ended (read on the
+    /// event loop together with the result, so that the pool needs no hop of its own).
+    private var readyAfterLastUse = true
 
     private init(hop: ForwarderHop, channel: any Channel, handler: ForwarderSessionHandler) {
         self.hop = hop
@@ -91,19 +94,20 @@ final class ForwarderConnection: @unchecked Sendable {
         -> SMTPClientTransactionResult
     {
         let handler = self.handler
-        let result = try self.channel.eventLoop.flatSubmit {
-            handler.begin(transaction, message: message, deadline: deadline)
-        }.wait()
+        let ended = self.channel.eventLoop.flatSubmit {
+            handler.begin(transaction, message: message, deadline: deadline).map { ($0, handler.isUsable) }
+        }
+        self.readyAfterLastUse = false
+        let (result, ready) = try ended.wait()
+        self.readyAfterLastUse = ready
         self.transactions += 1
         return result
     }
 
-    /// True when it may carry another transaction.
-    var isUsable: Bool {
-        guard self.channel.isActive else { return false }
-        let handler = self.handler
-        return (try? self.channel.eventLoop.submit { handler.isUsable }.wait()) ?? false
-    }
+    /// True when it may carry another transaction: connected, and ready when the last transaction
+    /// ended. Costs no hop to the event loop; a session that broke while idle fails `begin` as
+    /// stale, and the transport then opens a new one.
+    var isUsable: Bool { self.readyAfterLastUse && self.channel.isActive }
 
     /// Says QUIT and closes (does not wait).
     func close() {

@@ -185,7 +185,10 @@ final class ForwarderScheduler: @unchecked Sendable {
             self.condition.lock()
             self.inFlight.remove(claimed.envelope.id)
             let count = self.inFlight.count
-            self.condition.broadcast()
+            // Only a drain waits for deliveries to end. The other waiters on this condition are the
+            // idle delivery threads: waking all of them after every message costs a context switch
+            // each and hands them nothing (the scanner is poked below and signals one per claim).
+            if self.draining { self.condition.broadcast() }
             self.condition.unlock()
             self.reporter.gauge("mailer_deliveries_in_flight", "", Double(count))
             self.poke()
