@@ -6,8 +6,9 @@ import NIOSSL
 import SMTPCore
 
 /// Carries out what the session state machine decides, for one TCP connection: writes replies
-/// (flushing once per pipelined group), hands finished messages to the committer, stops reading
-/// while a commit or an AUTH penalty is pending, and enforces the idle timeout.
+/// (flushing once per pipelined group), hands finished messages to the committer, keeps (without
+/// processing) what the client sends while a commit or an AUTH penalty is pending and stops reading
+/// once `heldInputLimit` bytes are kept, and enforces the idle timeout.
 final class ReceiverSessionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -20,6 +21,12 @@ final class ReceiverSessionHandler: ChannelInboundHandler {
     private var counted = false
     /// Waiting for a commit or an AUTH penalty: input is kept, not processed.
     private var paused = false
+    /// While paused, the socket is read until this many bytes are kept. Most clients send nothing
+    /// before the reply, so a commit usually costs no change of the socket's read interest (two
+    /// `epoll_ctl` calls per message); a pipelining client gets at most this much buffered.
+    static let heldInputLimit = 64 * 1024
+    /// Reading was turned off because of `heldInputLimit`.
+    private var inputHeld = false
     /// The client does not read its replies (the outbound buffer passed its high-water mark): stop
     /// reading its commands until it does, so a pipelining flood cannot grow our memory.
     private var writeBlocked = false
@@ -75,7 +82,12 @@ final class ReceiverSessionHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = self.unwrapInboundIn(data)
         self.machine?.receive(&bytes)
-        if !self.paused { self.process(context: context) }
+        if !self.paused {
+            self.process(context: context)
+        } else if !self.inputHeld, (self.machine?.bufferedBytes ?? 0) >= Self.heldInputLimit {
+            self.inputHeld = true
+            self.updateReading(context: context)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -187,19 +199,22 @@ final class ReceiverSessionHandler: ChannelInboundHandler {
     private func pause(context: ChannelHandlerContext) {
         context.flush()
         self.paused = true
-        self.updateReading(context: context)
     }
 
     private func resume(context: ChannelHandlerContext) {
         self.paused = false
         guard context.channel.isActive, !self.closing else { return }
-        self.updateReading(context: context)
+        if self.inputHeld {
+            self.inputHeld = false
+            self.updateReading(context: context)
+        }
         self.process(context: context)
     }
 
-    /// Reads from the socket only while nothing holds the session back.
+    /// Reads from the socket unless the client does not read its replies or sent too much while
+    /// the session was paused.
     private func updateReading(context: ChannelHandlerContext) {
-        let read = !self.paused && !self.writeBlocked
+        let read = !self.inputHeld && !self.writeBlocked
         context.channel.setOption(ChannelOptions.autoRead, value: read).whenComplete { _ in }
     }
 }

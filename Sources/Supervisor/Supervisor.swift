@@ -143,7 +143,7 @@ final class Supervisor {
             let ready = poll(&fds, nfds_t(fds.count), 250)
             if ready < 0 && errno != EINTR { self.logger.error("poll: \(String(cString: strerror(errno)))") }
             if fds[0].revents != 0 { self.handleSignals() }
-            for (index, pfd) in fds.enumerated().dropFirst() where pfd.revents != 0 {
+            for pfd in fds.dropFirst() where pfd.revents != 0 {
                 let worker = self.workers.first { $0.statusFD == pfd.fd }
                 if let worker = worker { self.readStatus(worker) }
             }

@@ -354,3 +354,28 @@ def test_flood_from_a_client_that_reads_late_gets_every_reply_in_order(mailer):
             assert line.startswith(b"250 2.0.0"), line
         assert f.readline().startswith(b"221 2.0.0")
         sender.join(30)
+
+
+def test_transactions_sent_in_one_burst_are_kept_apart(mailer):
+    """A client that writes three whole transactions at once (bodies of 200 KB, far more than the
+    receiver keeps while a commit is pending) gets three queue ids, and each stored message is its
+    own: nothing of one transaction leaks into another."""
+    bodies = [(f"Subject: burst {n}\r\n\r\n".encode() + (f"line {n} ".encode() * 20 + b"\r\n") * 1200) for n in range(3)]
+    burst = b"".join(b"MAIL FROM:<burst@example.com>\r\nRCPT TO:<r@example.net>\r\nDATA\r\n" + body + b".\r\n"
+                     for body in bodies) + b"QUIT\r\n"
+    with socket.create_connection(("127.0.0.1", mailer.smtp_port), timeout=30) as sock:
+        f = sock.makefile("rb")
+        read_reply(f)
+        sock.sendall(b"EHLO burst.example\r\n")
+        read_reply(f)
+        sender = threading.Thread(target=lambda: sock.sendall(burst))
+        sender.start()
+        replies = [read_reply(f)[-1] for _ in range(3 * 4 + 1)]
+        sender.join(30)
+    codes = [int(r[:3]) for r in replies]
+    assert codes == [250, 250, 354, 250] * 3 + [221], replies
+    ids = [r.split()[-1] for r in replies[3::4]]
+    assert len(set(ids)) == 3
+    for queue_id, body in zip(ids, bodies):
+        stored = wait_for(lambda: stored_message(mailer, queue_id), 5, message=f"stored {queue_id}")
+        assert stored.endswith(body), queue_id

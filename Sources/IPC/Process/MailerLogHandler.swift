@@ -26,7 +26,7 @@ public struct MailerLogHandler: LogHandler {
     ) {
         var all = self.metadata
         if let explicit = explicit { all.merge(explicit) { $1 } }
-        var text = "\(LogSink.timestamp()) \(level) \(self.label)[\(getpid())] \(message)"
+        var text = "\(LogSink.timestamp()) \(level) \(self.label)[\(CurrentProcess.id)] \(message)"
         for key in all.keys.sorted() {
             let value = "\(all[key]!)"
             text += value.contains(" ") ? " \(key)=\"\(value)\"" : " \(key)=\(value)"

@@ -15,7 +15,7 @@ public enum QueueID {
             value = (value &+ 1) & 0xFFFF
             return value
         }
-        let pid = UInt32(getpid()) & 0xFFFFF
+        let pid = UInt32(CurrentProcess.id) & 0xFFFFF
         return hex(micros, width: 13) + hex(UInt64(pid), width: 5) + hex(UInt64(sequence), width: 4)
     }
 

@@ -113,18 +113,15 @@ public final class Spool: @unchecked Sendable {
     /// Writes a new message: `tmp/` → fsync → rename into `new/` → fsync of `new/`. When this returns the
     /// message survives a crash; when it throws, no file is left behind.
     public func enqueue(_ envelope: Envelope, parts: [ByteBuffer]) throws {
-        let tmp = self.path(.tmp, "\(envelope.id).\(getpid())")
+        let tmp = self.path(.tmp, "\(envelope.id).\(CurrentProcess.id)")
         // A recycled file (renamed from `free/` into `tmp/`, so no one else can take it) is
         // overwritten and cut to length; otherwise a new file is created.
         let recycled = self.takeRecycled(as: tmp)
         let final = self.path(.new, envelope.id)
         try self.writeDurably(tmp: tmp, final: final, into: self.directory(.new), reusing: recycled >= 0 ? recycled : nil,
                               removeOnSyncFailure: true) { fd in
-            try SpoolFile.write(fd: fd, path: tmp, envelope: envelope, parts: parts)
-            if recycled >= 0 {
-                let length = lseek(fd, 0, SEEK_CUR)
-                if length < 0 || ftruncate(fd, length) != 0 { throw SpoolError("truncate", path: tmp) }
-            }
+            let length = try SpoolFile.write(fd: fd, path: tmp, envelope: envelope, parts: parts)
+            if recycled >= 0 && ftruncate(fd, off_t(length)) != 0 { throw SpoolError("truncate", path: tmp) }
         }
     }
 
@@ -134,7 +131,7 @@ public final class Spool: @unchecked Sendable {
         let tmp = (directory as NSString).appendingPathComponent(".\(id).eml.tmp")
         let final = (directory as NSString).appendingPathComponent("\(id).eml")
         try self.writeDurably(tmp: tmp, final: final, into: directory, removeOnSyncFailure: false) { fd in
-            try message.withUnsafeBytes { try SpoolFile.writeAll(fd: fd, $0, path: tmp) }
+            _ = try message.withUnsafeBytes { try SpoolFile.writeAll(fd: fd, [$0], path: tmp) }
         }
     }
 
@@ -285,7 +282,7 @@ public final class Spool: @unchecked Sendable {
 
     private func rewrite(_ claim: ClaimedMessage, envelope: Envelope, into state: State, mtime: Date?) throws {
         let id = claim.envelope.id
-        let tmp = self.path(.tmp, "\(id).\(getpid())")
+        let tmp = self.path(.tmp, "\(id).\(CurrentProcess.id)")
         try self.writeDurably(tmp: tmp, final: self.path(state, id), into: self.directory(state),
                               removeOnSyncFailure: false) { fd in
             try SpoolFile.write(fd: fd, path: tmp, envelope: envelope, parts: [])
@@ -346,7 +343,7 @@ public final class Spool: @unchecked Sendable {
                 envelope.receivedAt = Date().timeIntervalSince1970
             }
             envelope.nextAttemptAt = nil
-            let tmp = self.path(.tmp, "\(id).\(getpid())")
+            let tmp = self.path(.tmp, "\(id).\(CurrentProcess.id)")
             try self.writeDurably(tmp: tmp, final: self.path(to, id), into: self.directory(to),
                                   removeOnSyncFailure: false) { out in
                 try SpoolFile.write(fd: out, path: tmp, envelope: envelope, parts: [])

@@ -7,29 +7,60 @@ enum SpoolFile {
     static let magic = "MAILER-SPOOL 1 "
     private static let maxEnvelope = 16 * 1024 * 1024
 
-    static func write(fd: Int32, path: String, envelope: Envelope, parts: [ByteBuffer]) throws {
+    /// Writes the envelope and the message parts from the current offset, in one `writev` when the
+    /// kernel takes it all; returns the number of bytes written.
+    @discardableResult
+    static func write(fd: Int32, path: String, envelope: Envelope, parts: [ByteBuffer]) throws -> Int {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let json = try encoder.encode(envelope)
         var header = Array("\(magic)\(json.count)\n".utf8)
         header.append(contentsOf: json)
         header.append(UInt8(ascii: "\n"))
-        try header.withUnsafeBytes { try writeAll(fd: fd, $0, path: path) }
-        for part in parts {
-            try part.withUnsafeReadableBytes { try writeAll(fd: fd, $0, path: path) }
+        return try header.withUnsafeBytes { head in
+            try withReadableBytes(of: parts[...], collected: [head]) { try writeAll(fd: fd, $0, path: path) }
         }
     }
 
-    static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+    /// Calls `body` with the readable bytes of every buffer in `parts`, after `collected`.
+    private static func withReadableBytes<Result>(
+        of parts: ArraySlice<ByteBuffer>, collected: [UnsafeRawBufferPointer],
+        _ body: ([UnsafeRawBufferPointer]) throws -> Result
+    ) rethrows -> Result {
+        guard let first = parts.first else { return try body(collected) }
+        return try first.withUnsafeReadableBytes { bytes in
+            try withReadableBytes(of: parts.dropFirst(), collected: collected + [bytes], body)
+        }
+    }
+
+    /// Writes every buffer, in order, with as few `writev` calls as the kernel allows.
+    @discardableResult
+    static func writeAll(fd: Int32, _ buffers: [UnsafeRawBufferPointer], path: String) throws -> Int {
+        var vectors = buffers.filter { $0.count > 0 }.map {
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress!), iov_len: $0.count)
+        }
+        let total = vectors.reduce(0) { $0 + $1.iov_len }
+        var first = 0
+        while first < vectors.count {
+            let count = Int32(min(vectors.count - first, 1024))  // IOV_MAX on Linux
+            var n = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress! + first, count) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw SpoolError("write", path: path)
             }
-            offset += n
+            // Skip what was written: whole vectors, then the start of a partly written one.
+            while n > 0 && first < vectors.count {
+                if n >= vectors[first].iov_len {
+                    n -= vectors[first].iov_len
+                    first += 1
+                } else {
+                    vectors[first].iov_base += n
+                    vectors[first].iov_len -= n
+                    n = 0
+                }
+            }
         }
+        return total
     }
 
     /// Reads the envelope; returns it with the offset where the message starts.
@@ -77,7 +108,7 @@ enum SpoolFile {
             if n < 0 && errno == EINTR { continue }
             if n < 0 { throw SpoolError("read", path: path) }
             if n == 0 { return }
-            try buffer.withUnsafeBytes { try writeAll(fd: destination, UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: path) }
+            _ = try buffer.withUnsafeBytes { try writeAll(fd: destination, [UnsafeRawBufferPointer(rebasing: $0[0..<n])], path: path) }
             position += n
         }
     }
