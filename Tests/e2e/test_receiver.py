@@ -379,3 +379,29 @@ def test_transactions_sent_in_one_burst_are_kept_apart(mailer):
     for queue_id, body in zip(ids, bodies):
         stored = wait_for(lambda: stored_message(mailer, queue_id), 5, message=f"stored {queue_id}")
         assert stored.endswith(body), queue_id
+
+
+def test_msmtp_submits_with_auth_and_gets_clear_refusals(mailer_factory):
+    """msmtp, what many applications hand mail to, submits with AUTH PLAIN over loopback; a wrong
+    password and a missing AUTH end in msmtp's own error exits with the server's reply shown."""
+    m = mailer_factory(AUTH_CONFIG)
+
+    def msmtp(*auth):
+        return subprocess.run(
+            ["msmtp", "--host=127.0.0.1", f"--port={m.smtp_port}", "--tls=off", *auth,
+             "--from=app@example.com", "rcpt@example.net"],
+            input=b"Subject: via msmtp\n\nhello from msmtp\n", capture_output=True, timeout=30)
+
+    ok = msmtp("--auth=plain", "--user=app", "--passwordeval=echo s3cret-pass")
+    assert ok.returncode == 0, ok.stderr
+    (queue_id,) = wait_for(lambda: m.spool_ids(), 5, message="stored message")
+    body = wait_for(lambda: stored_message(m, queue_id), 5, message="stored body")
+    assert b"Subject: via msmtp" in body and b"hello from msmtp\r\n" in body  # bare LF from stdin became CRLF
+
+    wrong = msmtp("--auth=plain", "--user=app", "--passwordeval=echo wrong")
+    assert wrong.returncode == 77, wrong.stderr  # EX_NOPERM
+    assert b"535 5.7.8" in wrong.stderr
+    anonymous = msmtp("--auth=off")
+    assert anonymous.returncode == 65, anonymous.stderr  # EX_DATAERR: sender refused
+    assert b"530 5.7.0" in anonymous.stderr
+    assert m.spool_ids() == {queue_id}
