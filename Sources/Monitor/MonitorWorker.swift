@@ -34,8 +34,9 @@ import NIOPosix
 ///
 /// **Pipe messages.** In: `supervisorPing` (answered with `workerHeartbeat` from the event loop, so a
 /// wedged loop stops the heartbeats), `supervisorSnapshot(json:)` (kept as the latest),
-/// `supervisorDrain` (stop accepting, finish the requests in progress, exit 0). Out: `workerReady`,
-/// `workerHeartbeat`, `monitorAdmin(action: "pause" | "resume")`.
+/// `supervisorServe` (start accepting, when started in standby by a reload), `supervisorDrain` (stop
+/// accepting, say `workerStoppedAccepting`, finish the requests in progress, exit 0). Out:
+/// `workerReady`, `workerHeartbeat`, `workerStoppedAccepting`, `monitorAdmin(action: "pause" | "resume")`.
 ///
 /// **Signals.** SIGTERM/SIGINT: as `supervisorDrain`. EOF on the control pipe: exit.
 ///
@@ -89,6 +90,7 @@ public enum MonitorWorker {
         pool.start()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
+            .serverChannelOption(ChannelOptions.autoRead, value: !context.standby)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
@@ -108,7 +110,7 @@ public enum MonitorWorker {
 
         let stop: @Sendable (String) -> Void = { reason in
             logger.info("monitor stopping (\(reason))")
-            server.close(promise: nil)
+            server.close().whenComplete { _ in context.status?.send(.workerStoppedAccepting(pid: getpid())) }
         }
         WorkerBootstrap.listenToSupervisor(context) { message in
             switch message {
@@ -116,6 +118,8 @@ public enum MonitorWorker {
                 group.next().execute { context.status?.send(.workerHeartbeat(pid: getpid())) }
             case .supervisorSnapshot(let json):
                 if !snapshots.update(json: json) { logger.warning("a snapshot from the supervisor did not decode") }
+            case .supervisorServe:
+                server.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
             case .supervisorDrain:
                 stop("supervisor asked")
             default:

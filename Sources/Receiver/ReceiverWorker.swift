@@ -20,8 +20,10 @@ import SMTPCore
 /// root: setgroups, setresgid, setresuid, no-new-privs, before the first accept.
 ///
 /// **Pipe messages.** In: `supervisorPing` (answered with `workerHeartbeat` from an event loop, so a
-/// wedged loop stops the heartbeats), `supervisorDrain` (stop accepting, let sessions finish within
-/// `drainTimeout`, exit 0). Out: `workerReady`, `workerHeartbeat`, counters and gauges.
+/// wedged loop stops the heartbeats), `supervisorServe` (start accepting, when started in standby by a
+/// reload), `supervisorDrain` (stop accepting, say `workerStoppedAccepting`, let sessions finish
+/// within `drainTimeout`, exit 0). Out: `workerReady`, `workerHeartbeat`, `workerStoppedAccepting`,
+/// counters and gauges.
 ///
 /// **Signals.** SIGTERM/SIGINT: as `supervisorDrain`. EOF on the control pipe: exit.
 ///
@@ -59,6 +61,7 @@ public enum ReceiverWorker {
         let idle = TimeAmount.seconds(Int64(config.limits.idleTimeout))
         let server = try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.autoRead, value: !context.standby)
             .childChannelInitializer { channel in
                 service.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
@@ -69,13 +72,16 @@ public enum ReceiverWorker {
                 }
             }
             .withBoundSocket(InheritedFD.smtpListener).wait()
-        logger.info("receiver serving", metadata: ["listen": "\(server.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info(context.standby ? "receiver ready, accepting once the running generation stops" : "receiver serving",
+                    metadata: ["listen": "\(server.localAddress.map { "\($0)" } ?? "?")"])
 
         let drain = Drainer(server: server, service: service, group: group, timeout: config.drainTimeout, logger: logger)
         WorkerBootstrap.listenToSupervisor(context) { message in
             switch message {
             case .supervisorPing:
                 group.next().execute { context.status?.send(.workerHeartbeat(pid: getpid())) }
+            case .supervisorServe:
+                server.setOption(ChannelOptions.autoRead, value: true).whenSuccess { logger.info("receiver serving") }
             case .supervisorDrain:
                 drain.start(reason: "supervisor asked")
             default:
@@ -85,6 +91,7 @@ public enum ReceiverWorker {
         SignalTraps.onTerminate { drain.start(reason: "signal") }
         context.announceReady()
         drain.waitUntilStarted()
+        context.status?.send(.workerStoppedAccepting(pid: getpid()))
         drain.waitForSessions()
         exit(0)
     }

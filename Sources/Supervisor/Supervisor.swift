@@ -19,12 +19,15 @@ nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
 /// workers are aggregated here and sent to the monitor as a snapshot each second.
 ///
 /// **Signals.** SIGCHLD: reap and restart (with backoff; a crash loop is logged). SIGHUP: reload —
-/// re-read the configuration (a bad one keeps the running generation), start a new generation and
-/// drain the old one. SIGTERM/SIGINT: drain every worker and exit within `drainTimeout` + 5 s.
+/// re-read the configuration (a bad one keeps the running generation), start a new generation
+/// beside the running one, and drain the old one only once every new worker said it is ready; a
+/// new worker that exits or is not ready within `heartbeatTimeout` abandons the reload and the
+/// running generation stays. SIGTERM/SIGINT: drain every worker and exit within `drainTimeout` + 5 s.
 /// Signals arrive through a self-pipe, handled in the poll loop.
 ///
 /// **Heartbeats.** Each worker is pinged (every 5 s by default); one that has not answered for
-/// `heartbeatTimeout` seconds (30) is wedged, and is killed and restarted.
+/// `heartbeatTimeout` seconds (30), or has not said it is ready that long after its start, is
+/// wedged, and is killed and restarted.
 ///
 /// **systemd.** READY=1 once every worker is up, RELOADING=1 / READY=1 around a reload,
 /// STOPPING=1, and WATCHDOG=1 pings when `WATCHDOG_USEC` is set.
@@ -32,10 +35,17 @@ final class Supervisor {
     private let configPath: String?
     private var config: MailerConfig
     private let logger: Logger
+    /// The generation that serves; `pending` is the one a reload is starting.
     private var generation = 1
+    private var pending: PendingReload?
+    /// After a reload: the old receivers and monitors that have not yet said they stopped
+    /// accepting, and since when; the new ones in standby are served once this is empty.
+    private var releasing: (pids: Set<pid_t>, since: Date)?
+    /// The highest generation number handed out (an abandoned reload's number is not reused).
+    private var lastGeneration = 1
     private var smtp: Listener
     private var http: Listener?
-    /// Listeners of older generations, closed once no worker of those generations is left.
+    /// Listeners no longer handed to new workers, closed once no worker of their generation is left.
     private var retiredListeners: [(generation: Int, fd: Int32)] = []
     private let wake: (read: Int32, write: Int32)
     private let signalRead: Int32
@@ -116,6 +126,15 @@ final class Supervisor {
         let code: Int32
     }
 
+    /// A reload whose workers have not all said they are ready yet: what they were started with.
+    private struct PendingReload {
+        let generation: Int
+        let config: MailerConfig
+        let smtp: Listener
+        let http: Listener?
+        let startedAt = Date()
+    }
+
     // MARK: - Main loop
 
     func run() throws {
@@ -135,7 +154,7 @@ final class Supervisor {
             "data": "\(self.config.dataDir)", "user": "\(self.account?.name ?? "(not root: no drop)")",
             "mode": "\(self.config.localMode ? "local" : "forwarding")",
         ])
-        for spec in WorkerSpec.table(for: self.config) { self.start(spec.role) }
+        for spec in WorkerSpec.table(for: self.config) { self.start(spec.role, generation: self.generation) }
 
         while true {
             var fds = [pollfd(fd: self.signalRead, events: Int16(POLLIN), revents: 0)]
@@ -169,8 +188,22 @@ final class Supervisor {
         for spec in WorkerSpec.table(for: self.config) {
             let running = self.workers.contains { $0.role == spec.role && $0.generation == self.generation }
             if !running, let due = self.restartState[spec.role]?.nextStart, due <= now {
-                self.start(spec.role)
+                self.start(spec.role, generation: self.generation)
             }
+        }
+        if let releasing = self.releasing, now.timeIntervalSince(releasing.since) > 2 {
+            self.logger.warning("old workers \(releasing.pids.sorted()) did not confirm they stopped accepting: serving anyway")
+            self.serveStandby()
+        }
+        let startTimeout = Double(self.config.heartbeatTimeout)
+        if let pending = self.pending, now.timeIntervalSince(pending.startedAt) > startTimeout {
+            let late = self.workers.filter { $0.generation == pending.generation && $0.state == .starting }
+            self.abandonReload("\(late.map(\.role.rawValue).joined(separator: ", ")) not ready after \(Int(startTimeout)) s")
+        }
+        for worker in self.workers where worker.state == .starting && worker.generation == self.generation
+            && now.timeIntervalSince(worker.startedAt) > startTimeout {
+            self.logger.error("\(worker.role.rawValue) pid \(worker.pid) not ready \(Int(startTimeout)) s after its start: killing it")
+            self.kill(worker, SIGKILL)
         }
         if now.timeIntervalSince(self.lastPing) >= self.heartbeatInterval {
             self.lastPing = now
@@ -184,7 +217,10 @@ final class Supervisor {
             }
         }
         for worker in self.workers where worker.state == .draining {
-            if let since = worker.drainStartedAt, now.timeIntervalSince(since) > Double(self.config.drainTimeout) + 5 {
+            // A forwarder's delivery in flight may take up to `processingTimeout`: let it finish.
+            let bound = Double(worker.role == .forwarder ? max(self.config.drainTimeout, self.config.processingTimeout)
+                                                         : self.config.drainTimeout)
+            if let since = worker.drainStartedAt, now.timeIntervalSince(since) > bound + 5 {
                 self.logger.warning("old \(worker.role.rawValue) pid \(worker.pid) still draining: killing it")
                 self.kill(worker, SIGKILL)
                 worker.drainStartedAt = nil
@@ -203,26 +239,34 @@ final class Supervisor {
 
     // MARK: - Workers
 
-    private func start(_ role: WorkerRole) {
+    /// Starts a worker of `generation`: the serving one (its config and listeners), or the pending one.
+    private func start(_ role: WorkerRole, generation: Int) {
+        let (smtp, http) = generation == self.pending?.generation ? (self.pending!.smtp, self.pending!.http) : (self.smtp, self.http)
         var control: [Int32] = [0, 0]
         var status: [Int32] = [0, 0]
         guard csystem_pipe_cloexec(&control, 0) == 0, csystem_pipe_cloexec(&status, 0) == 0 else {
             self.logger.error("cannot create pipes for \(role.rawValue): \(String(cString: strerror(errno)))")
-            self.restartState[role, default: RestartState()].nextStart = Date().addingTimeInterval(1)
+            if generation == self.generation {
+                self.restartState[role, default: RestartState()].nextStart = Date().addingTimeInterval(1)
+            } else {
+                self.abandonReload("cannot create pipes for \(role.rawValue)")
+            }
             return
         }
         var fds: [Int32: Int32] = [InheritedFD.control: control[0], InheritedFD.status: status[1]]
         switch role {
         case .receiver:
-            fds[InheritedFD.smtpListener] = self.smtp.fd
+            fds[InheritedFD.smtpListener] = smtp.fd
             fds[InheritedFD.wake] = self.wake.write
         case .forwarder:
             fds[InheritedFD.wake] = self.wake.read
         case .monitor:
-            if let http = self.http { fds[InheritedFD.httpListener] = http.fd }
+            if let http { fds[InheritedFD.httpListener] = http.fd }
             fds[InheritedFD.wake] = self.wake.write
         }
-        var environment = [WorkerEnvironment.generation: String(self.generation)]
+        var environment = [WorkerEnvironment.generation: String(generation)]
+        let standby = generation == self.pending?.generation && role != .forwarder
+        if standby { environment[WorkerEnvironment.standby] = "1" }
         if let account = self.account { environment[WorkerEnvironment.dropToUser] = account.name }
         var arguments = ["mailer", "worker", role.rawValue]
         if let path = self.configPath { arguments += ["-config", path] }
@@ -232,14 +276,20 @@ final class Supervisor {
             close(status[1])
             _ = fcntl(control[1], F_SETFL, O_NONBLOCK)
             _ = fcntl(status[0], F_SETFL, O_NONBLOCK)
-            self.workers.append(WorkerProcess(role: role, pid: pid, generation: self.generation,
-                                              controlFD: control[1], statusFD: status[0]))
-            self.restartState[role, default: RestartState()].nextStart = nil
-            self.logger.info("started \(role.rawValue)", metadata: ["pid": "\(pid)", "gen": "\(self.generation)"])
+            let worker = WorkerProcess(role: role, pid: pid, generation: generation,
+                                       controlFD: control[1], statusFD: status[0])
+            worker.standby = standby
+            self.workers.append(worker)
+            if generation == self.generation { self.restartState[role, default: RestartState()].nextStart = nil }
+            self.logger.info("started \(role.rawValue)", metadata: ["pid": "\(pid)", "gen": "\(generation)"])
         } catch {
             for fd in control + status { close(fd) }
             self.logger.error("cannot start \(role.rawValue): \(error)")
-            self.restartState[role, default: RestartState()].nextStart = Date().addingTimeInterval(1)
+            if generation == self.generation {
+                self.restartState[role, default: RestartState()].nextStart = Date().addingTimeInterval(1)
+            } else {
+                self.abandonReload("cannot start \(role.rawValue): \(error)")
+            }
         }
     }
 
@@ -273,10 +323,13 @@ final class Supervisor {
             worker.lastHeartbeat = Date()
             self.logger.info("\(worker.role.rawValue) ready", metadata: ["pid": "\(worker.pid)", "gen": "\(generation)"])
             if worker.role == .forwarder && self.paused { worker.control.send(.supervisorPause) }
+            if generation == self.pending?.generation { self.completeReloadIfReady() }
             self.publishSnapshot()
             self.notifyReadyIfServing()
         case .workerHeartbeat:
             worker.lastHeartbeat = Date()
+        case .workerStoppedAccepting:
+            self.released(worker)
         case .workerCounter, .workerGauge, .workerObservation:
             self.metrics.apply(message)
         case .monitorAdmin(let action):
@@ -294,13 +347,14 @@ final class Supervisor {
             default:
                 self.logger.warning("unknown admin action \(action)")
             }
-        case .supervisorPing, .supervisorDrain, .supervisorPause, .supervisorResume, .supervisorSnapshot:
+        case .supervisorPing, .supervisorDrain, .supervisorServe, .supervisorPause, .supervisorResume, .supervisorSnapshot:
             self.logger.error("\(worker.role.rawValue) sent a supervisor message: killing it")
             self.kill(worker, SIGKILL)
         }
     }
 
     private func notifyReadyIfServing() {
+        guard self.pending == nil else { return }  // READY=1 follows RELOADING=1 when the reload ends
         let roles = Set(self.workers.filter { $0.generation == self.generation && $0.state == .running }.map(\.role))
         if Set(WorkerSpec.table(for: self.config).map(\.role)).isSubset(of: roles) {
             if !self.notifiedReady { self.logger.info("serving", metadata: ["gen": "\(self.generation)"]) }
@@ -333,9 +387,14 @@ final class Supervisor {
             let worker = self.workers.remove(at: index)
             self.readStatus(worker)
             worker.closePipes()
+            self.released(worker)
             let signal = status & 0x7f
             let description = signal != 0 ? "killed by signal \(signal)" : "exited with status \((status >> 8) & 0xff)"
             self.closeRetiredListeners()
+            if worker.generation == self.pending?.generation && worker.state != .draining && self.stopping == nil {
+                self.abandonReload("new \(worker.role.rawValue) pid \(worker.pid) \(description)")
+                continue
+            }
             if worker.state == .draining || self.stopping != nil || worker.generation != self.generation {
                 self.logger.info("\(worker.role.rawValue) pid \(worker.pid) (gen \(worker.generation)) \(description)")
                 continue
@@ -357,6 +416,7 @@ final class Supervisor {
     /// SIGHUP or `mailer reload`: re-read and validate; a bad configuration keeps the running generation.
     private func reload() {
         guard self.stopping == nil else { return }
+        if self.pending != nil { self.abandonReload("superseded by a newer reload") }
         let loaded: ConfigLoader.Result
         do {
             loaded = try ConfigLoader.load(path: self.configPath)
@@ -390,29 +450,83 @@ final class Supervisor {
             self.notifier.notify("READY=1")
             return
         }
+        self.lastGeneration += 1
+        let pending = PendingReload(generation: self.lastGeneration, config: newConfig, smtp: newSMTP, http: newHTTP)
+        self.pending = pending
+        self.logger.info("reloading: starting generation \(pending.generation) beside \(self.generation)")
+        for spec in WorkerSpec.table(for: newConfig) where self.pending?.generation == pending.generation {
+            self.start(spec.role, generation: pending.generation)
+        }
+    }
+
+    /// Every worker of the pending generation said it is ready: it serves, the old one drains.
+    private func completeReloadIfReady() {
+        guard let pending = self.pending else { return }
+        let ready = Set(self.workers.filter { $0.generation == pending.generation && $0.state == .running }.map(\.role))
+        guard Set(WorkerSpec.table(for: pending.config).map(\.role)).isSubset(of: ready) else { return }
         let old = self.generation
-        if newSMTP.fd != self.smtp.fd { self.retiredListeners.append((old, self.smtp.fd)) }
-        if let http = self.http, newHTTP?.fd != http.fd { self.retiredListeners.append((old, http.fd)) }
-        self.smtp = newSMTP
-        self.http = newHTTP
-        self.config = newConfig
-        self.generation += 1
+        if pending.smtp.fd != self.smtp.fd { self.retiredListeners.append((old, self.smtp.fd)) }
+        if let http = self.http, pending.http?.fd != http.fd { self.retiredListeners.append((old, http.fd)) }
+        self.smtp = pending.smtp
+        self.http = pending.http
+        self.config = pending.config
+        self.generation = pending.generation
+        self.pending = nil
         self.notifiedReady = false
-        self.logger.info("reloading: generation \(old) → \(self.generation)")
-        for worker in self.workers where worker.generation < self.generation {
+        for worker in self.workers where worker.generation != self.generation && worker.state != .draining {
             worker.state = .draining
             worker.drainStartedAt = Date()
             worker.control.send(.supervisorDrain)
         }
-        self.restartState = [:]
-        for spec in WorkerSpec.table(for: self.config) { self.start(spec.role) }
+        // The new receiver and monitor accept once the old ones stopped: never two at once.
+        let accepting = self.workers.filter { $0.generation != self.generation && $0.role != .forwarder }
+        self.releasing = (Set(accepting.map(\.pid)), Date())
+        if accepting.isEmpty { self.serveStandby() }
+        // The new generation starts with a clean backoff; restart counts stay for status and /health.
+        for role in self.restartState.keys {
+            self.restartState[role]?.quickFailures = 0
+            self.restartState[role]?.nextStart = nil
+        }
+        self.logger.info("reloaded: generation \(self.generation) serving, generation \(old) draining")
         self.closeRetiredListeners()
     }
 
+    /// `worker` no longer accepts (it said so, or exited); the last one lets the new generation serve.
+    private func released(_ worker: WorkerProcess) {
+        guard var releasing = self.releasing, releasing.pids.remove(worker.pid) != nil else { return }
+        self.releasing = releasing
+        if releasing.pids.isEmpty { self.serveStandby() }
+    }
+
+    private func serveStandby() {
+        self.releasing = nil
+        for worker in self.workers where worker.standby && worker.generation == self.generation {
+            worker.standby = false
+            worker.control.send(.supervisorServe)
+        }
+    }
+
+    /// The pending generation failed: it is drained (or killed while still starting) and the
+    /// running generation stays, with its configuration and listeners.
+    private func abandonReload(_ reason: String) {
+        guard let pending = self.pending else { return }
+        self.pending = nil
+        self.logger.error("reload failed, keeping generation \(self.generation): \(reason)")
+        for worker in self.workers where worker.generation == pending.generation && worker.state != .draining {
+            if worker.state == .starting { self.kill(worker, SIGKILL) } else { worker.control.send(.supervisorDrain) }
+            worker.state = .draining
+            worker.drainStartedAt = Date()
+        }
+        if pending.smtp.fd != self.smtp.fd { self.retiredListeners.append((pending.generation, pending.smtp.fd)) }
+        if let http = pending.http, http.fd != self.http?.fd { self.retiredListeners.append((pending.generation, http.fd)) }
+        self.closeRetiredListeners()
+        self.notifier.notify("READY=1\nSTATUS=serving generation \(self.generation) (reload failed)")
+        self.publishSnapshot()
+    }
+
     private func closeRetiredListeners() {
-        let oldest = self.workers.map(\.generation).min() ?? self.generation
         self.retiredListeners.removeAll { retired in
-            guard retired.generation < oldest else { return false }
+            guard !self.workers.contains(where: { $0.generation == retired.generation }) else { return false }
             close(retired.fd)
             return true
         }

@@ -36,6 +36,8 @@ final class WorkerProcess {
     let startedAt = Date()
     var lastHeartbeat = Date()
     var drainStartedAt: Date?
+    /// Started in standby (a reload's receiver or monitor): accepts only after `supervisorServe`.
+    var standby = false
 
     init(role: WorkerRole, pid: pid_t, generation: Int, controlFD: Int32, statusFD: Int32) {
         self.role = role

@@ -5,6 +5,7 @@ the supervisor as root (workers drop to the run-as user) and as that user itself
 import json
 import os
 import pwd
+import re
 import signal
 import smtplib
 import socket
@@ -109,19 +110,22 @@ def test_wedged_worker_is_killed_and_restarted(mailer_factory, mode):
 
 def test_crash_loop_is_logged_and_backs_off(mailer_factory, mode):
     m = start(mailer_factory, mode)
-    # A certificate that cannot be loaded makes every receiver start fail after a reload.
-    broken = m.dir / "broken.pem"
-    broken.write_text("not a certificate\n")
-    config = dict(m.config, tls={"certFile": str(broken), "keyFile": str(broken)})
-    m.write_config(config)
-    os.kill(m.proc.pid, signal.SIGHUP)
+    # A receiver that dies right after each start (here: killed as soon as it is up) is crash-looping.
+    for _ in range(5):
+        pid = m.worker_pid("receiver")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: "receiver is crash-looping" in m.logs() or m.worker_pid("receiver") != pid, 30,
+                 message="receiver restarted")
     wait_for(lambda: "receiver is crash-looping" in m.logs(), 20, message="crash loop logged")
+    # Backoff: 0.2 s after the first quick failure, doubling (0.2, 0.4, 0.8, 1.6, 3.2 s).
+    restarts = [line for line in m.logs().splitlines() if "restarting in" in line or "crash-looping" in line]
+    delays = [float(re.search(r"(?:restarting in|next start in) ([0-9.]+) s", line).group(1)) for line in restarts]
+    assert delays == sorted(delays) and delays[-1] >= 3.2, delays
     status = m.status()
-    receiver = [w for w in status["workers"] if w["role"] == "receiver" and w["generation"] == status["generation"]]
+    receiver = [w for w in status["workers"] if w["role"] == "receiver"]
     assert receiver and receiver[0]["restarts"] >= 5
-    # Backoff: restarts are spaced out, not a tight loop.
-    starts = [line for line in m.logs().splitlines() if "started receiver" in line]
-    assert len(starts) < 20
+    # Kill the receiver once more while it waits out its backoff, so /health sees no receiver.
+    os.kill(m.worker_pid("receiver"), signal.SIGKILL)
     # /health shows it: no receiver serves, so the check fails (503) and names the crash loop.
     def health():
         try:
@@ -202,6 +206,79 @@ def test_reload_with_a_broken_config_keeps_serving(mailer_factory, mode):
     assert m.status()["generation"] == 1
     assert worker_pids(m) == pids
     send(m)
+
+
+def test_reload_whose_new_receiver_cannot_start_keeps_the_running_generation(mailer_factory, mode):
+    """A configuration that parses but cannot run (a certificate that does not load): the new
+    receiver exits, the reload is abandoned, and the running generation never stops serving."""
+    m = start(mailer_factory, mode)
+    pids = worker_pids(m)
+    broken = m.dir / "broken.pem"
+    broken.write_text("not a certificate\n")
+    os.chmod(broken, 0o644)
+    m.write_config(dict(m.config, tls={"certFile": str(broken), "keyFile": str(broken)}))
+    os.kill(m.proc.pid, signal.SIGHUP)
+    m.wait_for_log("reload failed, keeping generation 1: new receiver pid", timeout=20)
+    send(m)
+    status = m.status()
+    assert status["generation"] == 1
+    assert worker_pids(m, generation=1) == pids
+    wait_for(lambda: all(w["generation"] == 1 for w in m.status()["workers"]), 15,
+             message="the abandoned generation gone")
+    assert urllib.request.urlopen(f"http://127.0.0.1:{m.http_port}/health", timeout=5).status == 200
+    # The next good reload goes through.
+    m.write_config({k: v for k, v in m.config.items() if k != "tls"})
+    os.kill(m.proc.pid, signal.SIGHUP)
+    wait_for(lambda: m.status()["generation"] == 3, 20, message="generation 3 serving")
+    send(m)
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {int(c) for c in f.read().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def is_worker(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"\0worker\0" in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_reload_whose_new_workers_hang_is_abandoned_after_the_start_timeout(mailer_factory, mode):
+    """New workers that never say they are ready (frozen as soon as they are spawned) do not take
+    over: after heartbeatTimeout the reload is abandoned and the running generation goes on."""
+    m = start(mailer_factory, mode, {"heartbeatTimeout": 3})
+    pids = worker_pids(m)
+    before = children(m.proc.pid)
+    os.kill(m.proc.pid, signal.SIGHUP)
+    frozen = set()
+    deadline = time.monotonic() + 5
+    while len(frozen) < 3 and time.monotonic() < deadline:
+        for pid in children(m.proc.pid) - before - frozen:
+            # Only once it runs the worker: stopped between posix_spawn's fork and exec, it would
+            # hold the supervisor inside posix_spawn too.
+            if is_worker(pid):
+                os.kill(pid, signal.SIGSTOP)
+                frozen.add(pid)
+    assert len(frozen) == 3
+    try:
+        m.wait_for_log("reload failed, keeping generation 1", timeout=15)
+        send(m)
+        assert m.status()["generation"] == 1
+        assert worker_pids(m, generation=1) == pids
+    finally:
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    wait_for(lambda: all(w["generation"] == 1 for w in m.status()["workers"]), 20,
+             message="the abandoned generation gone")
 
 
 def test_sigterm_stops_everything_within_the_bound(mailer_factory, mode):

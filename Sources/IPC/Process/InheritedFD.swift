@@ -32,4 +32,7 @@ public enum WorkerEnvironment {
     public static let generation = "MAILER_GENERATION"
     /// Set when the worker must drop to the run-as user (the supervisor runs as root).
     public static let dropToUser = "MAILER_DROP_TO"
+    /// Set for a receiver or monitor of a generation that a reload is starting: it binds and says
+    /// ready but accepts only after `supervisorServe`, once the running generation stopped accepting.
+    public static let standby = "MAILER_STANDBY"
 }

@@ -29,7 +29,7 @@ public struct MailerLogHandler: LogHandler {
         var text = "\(LogSink.timestamp()) \(level) \(self.label)[\(CurrentProcess.id)] \(message)"
         for key in all.keys.sorted() {
             let value = "\(all[key]!)"
-            text += value.contains(" ") ? " \(key)=\"\(value)\"" : " \(key)=\(value)"
+            text += value.utf8.contains(UInt8(ascii: " ")) ? " \(key)=\"\(value)\"" : " \(key)=\(value)"
         }
         self.sink.write(text + "\n")
     }

@@ -8,7 +8,7 @@ import Foundation
 /// has a bug, and the reader treats it as fatal for that channel.
 public enum PipeMessage: Equatable, Sendable {
     /// Bump on any change to the cases or their fields.
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
 
     // MARK: worker → supervisor
     /// The worker is set up and serving.
@@ -23,12 +23,17 @@ public enum PipeMessage: Equatable, Sendable {
     case workerGauge(name: String, labels: String, value: Double)
     /// The monitor asks the supervisor to relay an admin action to the forwarders ("pause", "resume").
     case monitorAdmin(action: String)
+    /// A draining receiver or monitor no longer accepts on its listening socket: the next
+    /// generation's may start (two processes accepting on one socket race for each connection).
+    case workerStoppedAccepting(pid: Int32)
 
     // MARK: supervisor → worker
     /// Heartbeat request; the worker answers `workerHeartbeat`.
     case supervisorPing
     /// Stop taking new work, finish what is in flight, exit.
     case supervisorDrain
+    /// A receiver or monitor started in standby (`WorkerEnvironment.standby`) starts accepting.
+    case supervisorServe
     /// Pause or resume deliveries (forwarder).
     case supervisorPause
     case supervisorResume
@@ -37,7 +42,9 @@ public enum PipeMessage: Equatable, Sendable {
 
     private enum Tag: UInt8 {
         case workerReady = 1, workerHeartbeat, workerCounter, workerObservation, workerGauge, monitorAdmin
+        case workerStoppedAccepting
         case supervisorPing = 20, supervisorDrain, supervisorPause, supervisorResume, supervisorSnapshot
+        case supervisorServe
     }
 
     public func encoded() -> [UInt8] {
@@ -62,6 +69,9 @@ public enum PipeMessage: Equatable, Sendable {
             body.append(Tag.workerGauge.rawValue); string(name); string(labels); double(value)
         case .monitorAdmin(let action):
             body.append(Tag.monitorAdmin.rawValue); string(action)
+        case .workerStoppedAccepting(let pid):
+            body.append(Tag.workerStoppedAccepting.rawValue); int(Int(pid))
+        case .supervisorServe: body.append(Tag.supervisorServe.rawValue)
         case .supervisorPing: body.append(Tag.supervisorPing.rawValue)
         case .supervisorDrain: body.append(Tag.supervisorDrain.rawValue)
         case .supervisorPause: body.append(Tag.supervisorPause.rawValue)
@@ -113,6 +123,8 @@ public enum PipeMessage: Equatable, Sendable {
         case .workerObservation: message = .workerObservation(name: try string(), labels: try string(), value: try double())
         case .workerGauge: message = .workerGauge(name: try string(), labels: try string(), value: try double())
         case .monitorAdmin: message = .monitorAdmin(action: try string())
+        case .workerStoppedAccepting: message = .workerStoppedAccepting(pid: Int32(truncatingIfNeeded: try int()))
+        case .supervisorServe: message = .supervisorServe
         case .supervisorPing: message = .supervisorPing
         case .supervisorDrain: message = .supervisorDrain
         case .supervisorPause: message = .supervisorPause

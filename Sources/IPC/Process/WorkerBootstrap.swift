@@ -11,6 +11,8 @@ public struct WorkerContext: Sendable {
     /// nil when the worker runs without a supervisor (tests of a single role).
     public let status: PipeWriter?
     public let reporter: StatusReporter
+    /// A listening worker that must not accept until `supervisorServe` (see `WorkerEnvironment.standby`).
+    public let standby: Bool
 
     /// Tells the supervisor the worker serves.
     public func announceReady() {
@@ -42,7 +44,7 @@ public enum WorkerBootstrap {
         let writer = hasSupervisor ? PipeWriter(fd: InheritedFD.status) : nil
         return WorkerContext(
             role: role, generation: generation, config: config, logger: logger, status: writer,
-            reporter: StatusReporter(writer: writer))
+            reporter: StatusReporter(writer: writer), standby: environment[WorkerEnvironment.standby] == "1")
     }
 
     /// Reads the control pipe: `onMessage` gets each message; EOF (the supervisor is gone) ends the process.
