@@ -1,7 +1,9 @@
 #define _GNU_SOURCE
 #include "cmailersys.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -18,3 +20,10 @@ int csystem_pipe_cloexec(int fds[2], int flags) { return pipe2(fds, O_CLOEXEC | 
 int csystem_setresuid(uid_t uid) { return setresuid(uid, uid, uid); }
 
 int csystem_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }
+
+int csystem_rename_noreplace(const char *from, const char *to) {
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return -1;
+    if (link(from, to) != 0) return -1;
+    return unlink(from);
+}

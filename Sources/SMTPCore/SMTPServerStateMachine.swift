@@ -197,9 +197,12 @@ public struct SMTPServerStateMachine {
         guard case .startingTLS = self.state else { preconditionFailure("tlsStarted() while not starting TLS") }
         self.configuration.tlsActive = true
         self.configuration.plaintextAuthAllowed = true
+        // RFC 3207 §4.2: forget what the client said before TLS, its authentication included. The
+        // count of failed AUTH attempts stays: it is ours, and a new TLS session must not reset it.
         self.state = .connected
         self.heloName = nil
         self.esmtp = false
+        self.authenticatedUser = nil
         self.transaction = nil
         self.input.clear()
     }

@@ -350,6 +350,24 @@ import Testing
         }
     }
 
+    @Test func requireAuthWithoutAccountsOpenToOtherHostsIsAnError() throws {
+        var open = try ConfigLoader.parse(text: #"{"security": {"allowLocalOnly": false}}"#)
+        do {
+            try ConfigLoader.finish(&open)
+            Issue.record("an open relay was accepted")
+        } catch let error as ConfigError {
+            #expect(error.key == "security.requireAuth")
+        }
+        // Local only (the default), or with an account: accepted; the local-only case is warned about.
+        var local = try ConfigLoader.parse(text: #"{}"#)
+        try ConfigLoader.finish(&local)
+        #expect(local.warnings.contains { $0.contains("requireAuth") })
+        var withAccount = try ConfigLoader.parse(
+            text: #"{"security": {"allowLocalOnly": false}, "defaultUsername": "app", "defaultPassword": "pw"}"#)
+        try ConfigLoader.finish(&withAccount)
+        #expect(withAccount.config.authRequired)
+    }
+
     // MARK: - Unknown keys
 
     @Test func unknownKeysAreWarningsNotErrors() throws {

@@ -14,4 +14,10 @@ import Testing
         #expect(QueueID.date(of: late)?.timeIntervalSince1970 == 2_000_000)
         #expect(!QueueID.isValid("../../etc/passwd"))
     }
+
+    @Test func theWholePidIsInTheId() {
+        let id = QueueID.make()
+        #expect(id.count == 22)
+        #expect(Int32(id.dropFirst(13).prefix(6), radix: 16) == getpid())
+    }
 }

@@ -101,6 +101,16 @@ import Testing
         #expect(t.names(.new).isEmpty)
     }
 
+    @Test func enqueueNeverReplacesAMessageWithTheSameID() throws {
+        let t = try TemporarySpool()
+        let first = try t.enqueue("Subject: first\r\n\r\none\r\n")
+        #expect(throws: SpoolError.self) {
+            try t.spool.enqueue(first, parts: [ByteBuffer(string: "Subject: second\r\n\r\ntwo\r\n")])
+        }
+        #expect(try t.spool.message(of: first.id, in: .new) == Array("Subject: first\r\n\r\none\r\n".utf8))
+        #expect(t.names(.tmp).isEmpty)
+    }
+
     @Test func enqueueIntoASpoolThatWasNeverCreatedFails() throws {
         let t = try TemporarySpool(create: false)
         #expect(throws: SpoolError.self) { try t.enqueue() }

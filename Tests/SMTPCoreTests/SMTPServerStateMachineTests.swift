@@ -666,6 +666,19 @@ import Testing
         #expect(session.lastReply?.lines.last == "AUTH PLAIN LOGIN CRAM-MD5")
     }
 
+    @Test func startTLSForgetsAnAuthenticationMadeBeforeIt() {
+        var session = SessionDriver(.test(authRequired: true, startTLS: true))
+        session.send("EHLO c\r\n")
+        #expect(session.send(Self.plainAlice + "\r\n") == ["235 2.7.0"])
+        #expect(session.send("STARTTLS\r\n") == ["220 2.0.0 starttls"])
+        session.machine.tlsStarted()
+        #expect(session.machine.authenticatedUser == nil)
+        session.send("EHLO c\r\n")
+        #expect(session.send("MAIL FROM:<a@example.com>\r\n") == ["530 5.7.0"])
+        #expect(session.send(Self.plainAlice + "\r\n") == ["235 2.7.0"])
+        #expect(session.send("MAIL FROM:<a@example.com>\r\n") == ["250 2.1.0"])
+    }
+
     @Test func plaintextPipelinedAfterStartTLSIsRefused() {
         var session = SessionDriver(.test(startTLS: true))
         session.send("EHLO c\r\n")

@@ -357,6 +357,14 @@ def test_missing_run_as_user_is_a_clear_error(mailer_factory):
     assert "the run-as user 'no-such-user-here' (config key 'user') does not exist" in m.logs()
 
 
+@pytest.mark.skipif(not IS_ROOT, reason="the run-as user is only used when started as root")
+def test_root_as_the_run_as_user_is_refused(mailer_factory):
+    m = mailer_factory({"user": "root"}, start=False)
+    m.start(wait=False)
+    assert m.proc.wait(20) == 67
+    assert "the run-as user 'root' (config key 'user') is root" in m.logs()
+
+
 def test_reload_binds_changed_ports(mailer_factory, mode):
     from conftest import free_port, port_open
     m = start(mailer_factory, mode)

@@ -20,4 +20,8 @@ int csystem_pipe_cloexec(int fds[2], int flags);
 int csystem_setresuid(uid_t uid);
 int csystem_setresgid(gid_t gid);
 
+/// rename(from, to) that fails with EEXIST instead of replacing `to` (renameat2 RENAME_NOREPLACE;
+/// link + unlink where the file system does not support it).
+int csystem_rename_noreplace(const char *from, const char *to);
+
 #endif

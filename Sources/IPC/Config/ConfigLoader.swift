@@ -226,6 +226,12 @@ public enum ConfigLoader {
             result.warnings.append("security.allowLocalOnly is true: smtpHost \(c.smtpHost) is replaced by 127.0.0.1")
             c.smtpHost = "127.0.0.1"
         }
+        if c.security.requireAuth && c.credentials.isEmpty && !c.security.allowLocalOnly {
+            throw ConfigError(
+                key: "security.requireAuth",
+                message: "is true and security.allowLocalOnly is false, but no account is configured "
+                    + "(defaultUsername/defaultPassword or users): any host could relay through this server")
+        }
         if c.security.requireAuth && c.credentials.isEmpty {
             result.warnings.append(
                 "security.requireAuth is true but no account is configured (defaultUsername): mail is accepted without AUTH")

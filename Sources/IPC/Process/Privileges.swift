@@ -20,6 +20,11 @@ public enum Privileges {
             throw DropError(description:
                 "the run-as user '\(user)' (config key 'user') does not exist; create it with: useradd -r -s /usr/sbin/nologin \(user)")
         }
+        // The workers talk to the network: they never keep root, whatever the name says.
+        guard pw.pointee.pw_uid != 0 else {
+            throw DropError(description:
+                "the run-as user '\(user)' (config key 'user') is root; workers must run as an unprivileged user such as 'mailer'")
+        }
         return Account(name: user, uid: pw.pointee.pw_uid, gid: pw.pointee.pw_gid)
     }
 
@@ -29,7 +34,7 @@ public enum Privileges {
         guard csystem_setresgid(account.gid) == 0 else { throw DropError(description: "setresgid: \(err())") }
         guard csystem_setresuid(account.uid) == 0 else { throw DropError(description: "setresuid: \(err())") }
         guard csystem_set_no_new_privs() == 0 else { throw DropError(description: "no_new_privs: \(err())") }
-        if account.uid != 0 && (setuid(0) == 0 || seteuid(0) == 0) {
+        if setuid(0) == 0 || seteuid(0) == 0 {
             throw DropError(description: "root could be regained after dropping to \(account.name)")
         }
         guard getuid() == account.uid, geteuid() == account.uid, getgid() == account.gid, getegid() == account.gid

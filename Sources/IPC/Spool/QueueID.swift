@@ -3,20 +3,21 @@ import NIOConcurrencyHelpers
 
 /// Queue identifiers: unique across processes and sortable by the time they were made.
 ///
-/// Layout, 22 upper-case hex digits: 13 of microseconds since the epoch, 5 of the process id,
-/// 4 of a per-process counter. Two processes never share a pid at the same time and one process
-/// never repeats a counter within a microsecond, so two ids never collide.
+/// Layout, 22 upper-case hex digits: 13 of microseconds since the epoch, 6 of the process id (all
+/// of it: Linux pids stay below 2^22), 3 of a per-process counter. Two processes never share a pid
+/// at the same time and one process never makes 4,096 ids within a microsecond, so two ids never
+/// collide; should the clock step back onto a used microsecond, the spool refuses to overwrite.
 public enum QueueID {
     private static let counter = NIOLockedValueBox<UInt32>(0)
 
     public static func make(now: Date = Date()) -> String {
         let micros = UInt64(max(0, now.timeIntervalSince1970 * 1_000_000))
         let sequence = self.counter.withLockedValue { value -> UInt32 in
-            value = (value &+ 1) & 0xFFFF
+            value = (value &+ 1) & 0xFFF
             return value
         }
-        let pid = UInt32(CurrentProcess.id) & 0xFFFFF
-        return hex(micros, width: 13) + hex(UInt64(pid), width: 5) + hex(UInt64(sequence), width: 4)
+        let pid = UInt32(CurrentProcess.id) & 0xFFFFFF
+        return hex(micros, width: 13) + hex(UInt64(pid), width: 6) + hex(UInt64(sequence), width: 3)
     }
 
     /// True for strings that have the shape of an id (used before an id from a client becomes a path).

@@ -1,3 +1,4 @@
+import CMailerSys
 import Foundation
 import NIOCore
 
@@ -119,7 +120,7 @@ public final class Spool: @unchecked Sendable {
         let recycled = self.takeRecycled(as: tmp)
         let final = self.path(.new, envelope.id)
         try self.writeDurably(tmp: tmp, final: final, into: self.directory(.new), reusing: recycled >= 0 ? recycled : nil,
-                              removeOnSyncFailure: true) { fd in
+                              removeOnSyncFailure: true, replacing: false) { fd in
             let length = try SpoolFile.write(fd: fd, path: tmp, envelope: envelope, parts: parts)
             if recycled >= 0 && ftruncate(fd, off_t(length)) != 0 { throw SpoolError("truncate", path: tmp) }
         }
@@ -139,9 +140,10 @@ public final class Spool: @unchecked Sendable {
     /// recycled descriptor `reusing`), fsync, rename to `final`, then the directory's entry is made
     /// durable (shared by every writer in flight, `GroupSync`). A failure before the rename leaves no
     /// file; a failed directory sync removes `final` too when `removeOnSyncFailure` (a message that
-    /// must not count as accepted).
+    /// must not count as accepted). Unless `replacing`, an existing `final` is an error, never
+    /// overwritten (a new message never takes the place of another).
     private func writeDurably(tmp: String, final: String, into directory: String, reusing: Int32? = nil,
-                              removeOnSyncFailure: Bool, fill: (Int32) throws -> Void) throws {
+                              removeOnSyncFailure: Bool, replacing: Bool = true, fill: (Int32) throws -> Void) throws {
         let fd = reusing ?? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o640)
         if fd < 0 { throw SpoolError("create", path: tmp) }
         do {
@@ -153,7 +155,7 @@ public final class Spool: @unchecked Sendable {
             unlink(tmp)
             throw error
         }
-        if rename(tmp, final) != 0 {
+        if (replacing ? rename(tmp, final) : csystem_rename_noreplace(tmp, final)) != 0 {
             let error = SpoolError("rename", path: final)
             unlink(tmp)
             throw error
