@@ -21,6 +21,9 @@ final class ForwarderDelivery: @unchecked Sendable {
         var failed = 0
         /// The hop that accepted the last recipients ("local" in local mode).
         var deliveredVia: String?
+        /// Something was tried. A pass in which every provider was skipped (circuit open) is not an
+        /// attempt: it does not lengthen the backoff.
+        var tried = false
     }
 
     let spool: Spool
@@ -74,10 +77,11 @@ final class ForwarderDelivery: @unchecked Sendable {
 
     /// Tries every pending recipient once; updates their states, replies and the history.
     func attempt(_ envelope: inout Envelope, message: [UInt8]) -> Report {
-        envelope.attempts += 1
         var report = Report()
+        defer { if report.tried { envelope.attempts += 1 } }
         switch self.mode {
         case .local:
+            report.tried = true
             let started = self.clock()
             let pending = envelope.recipients.indices.filter { envelope.recipients[$0].state == .pending }
             let reply: String
@@ -104,6 +108,7 @@ final class ForwarderDelivery: @unchecked Sendable {
             } catch {
                 envelope.lastError = "message transform failed: \(error)"
                 self.logger.error("message transform failed: \(error)", metadata: ["id": "\(envelope.id)"])
+                report.tried = true
                 return report
             }
             let pending = envelope.recipients.indices.filter { envelope.recipients[$0].state == .pending }
@@ -131,19 +136,34 @@ final class ForwarderDelivery: @unchecked Sendable {
                 remaining.append(position)
             }
         }
-        var tried = false
+        var tried = 0
+        var skipped = 0
+        /// The refusal of each provider that cannot take this message at all (no SMTPUTF8, over its SIZE).
+        var refusedLocally: [SMTPReply] = []
         for hop in leg.hops where !remaining.isEmpty {
             guard self.breaker.admit(hop.name, now: self.clock()) else {
                 self.logger.debug("provider skipped: circuit open", metadata: ["id": "\(envelope.id)", "provider": "\(hop.name)"])
+                skipped += 1
                 continue
             }
-            tried = true
+            tried += 1
+            report.tried = true
             let started = self.clock()
             let transaction = SMTPClientTransaction(
                 sender: envelope.sender, recipients: remaining.map { envelope.recipients[$0].address },
                 size: body.count, eightBit: envelope.eightBit, smtputf8: envelope.smtputf8)
             do {
                 let result = try transport.send(transaction, message: body, via: hop)
+                if result.refusedLocally {
+                    // Nothing was sent: this provider cannot take the message, the next one may.
+                    refusedLocally.append(result.summary)
+                    let reply = "\(hop.name): \(result.summary)"
+                    for position in remaining { envelope.recipients[position].reply = reply }
+                    envelope.lastError = reply
+                    self.record(&envelope, hop: hop.name, positions: remaining, reply: result.summary.description,
+                                outcome: "permanent", started: started)
+                    continue
+                }
                 var stillPending: [Int] = []
                 var accepted = 0
                 var refused = 0
@@ -186,7 +206,17 @@ final class ForwarderDelivery: @unchecked Sendable {
                             outcome: failure.outcome.rawValue, started: started)
             }
         }
-        if !remaining.isEmpty && !tried {
+        if !remaining.isEmpty, let refusal = refusedLocally.last, refusedLocally.count == tried, skipped == 0 {
+            // Every provider refused the message itself: no retry can change that.
+            let reply = "\(refusal) (every provider refused the message: \(leg.hops.map(\.name).joined(separator: ", ")))"
+            for position in remaining {
+                envelope.recipients[position].state = .failed
+                envelope.recipients[position].reply = reply
+            }
+            report.failed += remaining.count
+            envelope.lastError = reply
+        }
+        if !remaining.isEmpty && tried == 0 {
             let reply = leg.hops.isEmpty ? "no route: no upstream provider is configured"
                 : "every provider skipped: circuit open (\(leg.hops.map(\.name).joined(separator: ", ")))"
             for position in remaining { envelope.recipients[position].reply = reply }

@@ -37,7 +37,7 @@ import SMTPCore
 /// **Pipe messages.** In (fd 5): `supervisorPing` (answered with `workerHeartbeat` from an event
 /// loop), `supervisorDrain` (stop claiming, finish the deliveries in flight, exit 0),
 /// `supervisorPause` / `supervisorResume` (stop or resume starting deliveries; acceptance by the
-/// receivers is not affected). In (fd 7): wake-up bytes, a hint shared by every forwarder
+/// receivers is not affected; started with `MAILER_PAUSED=1` while paused, it starts paused). In (fd 7): wake-up bytes, a hint shared by every forwarder
 /// generation. Out (fd 6): `workerReady`, `workerHeartbeat`, and the metrics
 /// `mailer_delivered_total{provider}`, `mailer_delivered_recipients_total{provider}`,
 /// `mailer_deferred_total`, `mailer_failed_total`, `mailer_failed_recipients_total`,
@@ -146,6 +146,7 @@ public enum ForwarderWorker {
             }
         }
         SignalTraps.onTerminate { scheduler.drain(reason: "signal") }
+        if context.paused { scheduler.pause() }
         reporter.gauge("mailer_deliveries_in_flight", "", 0)
         context.announceReady()
         logger.info("forwarder serving", metadata: [

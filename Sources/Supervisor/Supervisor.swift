@@ -267,6 +267,7 @@ final class Supervisor {
         var environment = [WorkerEnvironment.generation: String(generation)]
         let standby = generation == self.pending?.generation && role != .forwarder
         if standby { environment[WorkerEnvironment.standby] = "1" }
+        if role == .forwarder && self.paused { environment[WorkerEnvironment.paused] = "1" }
         if let account = self.account { environment[WorkerEnvironment.dropToUser] = account.name }
         var arguments = ["mailer", "worker", role.rawValue]
         if let path = self.configPath { arguments += ["-config", path] }

@@ -16,6 +16,8 @@ private final class FakeTransport: ForwarderTransport, @unchecked Sendable {
 
     private let lock = NSLock()
     var script: [String: Answer] = [:]
+    /// Hops that cannot take any message (the client state machine refuses before sending).
+    var refuseLocally: [String: SMTPReply] = [:]
     private(set) var calls: [(hop: String, recipients: [String])] = []
 
     func send(_ transaction: SMTPClientTransaction, message: [UInt8], via hop: ForwarderHop) throws
@@ -24,7 +26,12 @@ private final class FakeTransport: ForwarderTransport, @unchecked Sendable {
         self.lock.lock()
         self.calls.append((hop.name, transaction.recipients))
         let answer = self.script[hop.name] ?? .replies([:])
+        let refusal = self.refuseLocally[hop.name]
         self.lock.unlock()
+        if let refusal {
+            return SMTPClientTransactionResult(replies: transaction.recipients.map { _ in refusal }, summary: refusal,
+                                               refusedLocally: true)
+        }
         switch answer {
         case .error(let error):
             throw error
@@ -83,6 +90,40 @@ private func envelope(_ recipients: [String]) -> Envelope {
         #expect(report.delivered == 2 && report.deliveredVia == "good")
         #expect(env.history.map(\.route) == ["dead", "badcert", "busy", "good"])
         #expect(env.attempts == 1)
+    }
+
+    @Test func aProviderThatCannotTakeTheMessageFailsOverToTheNext() {
+        let transport = FakeTransport()
+        transport.refuseLocally["small"] = SMTPReply(552, "5.3.4", "message exceeds the server's SIZE limit")
+        let delivery = makeDelivery(transport, hops: ["small", "big"])
+        var env = envelope(["a@y.test"])
+        let report = delivery.attempt(&env, message: Array("Subject: x\r\n\r\nhi\r\n".utf8))
+        #expect(transport.calls.map(\.hop) == ["small", "big"])
+        #expect(env.recipients[0].state == .delivered && report.deliveredVia == "big")
+    }
+
+    @Test func aMessageNoProviderCanTakeFailsForGood() {
+        let transport = FakeTransport()
+        transport.refuseLocally["one"] = SMTPReply(553, "5.6.7", "the server does not support SMTPUTF8")
+        transport.refuseLocally["two"] = SMTPReply(553, "5.6.7", "the server does not support SMTPUTF8")
+        let delivery = makeDelivery(transport, hops: ["one", "two"])
+        var env = envelope(["a@y.test"])
+        let report = delivery.attempt(&env, message: [])
+        #expect(env.recipients[0].state == .failed && report.failed == 1)
+        #expect(env.recipients[0].reply?.hasPrefix("553 5.6.7") == true)
+        #expect(env.recipients[0].reply?.contains("one, two") == true)
+    }
+
+    @Test func aPassWithEveryProviderSkippedIsNotAnAttempt() {
+        let transport = FakeTransport()
+        transport.script["only"] = .error(ForwarderAttemptError(.connectError, "refused"))
+        let delivery = makeDelivery(transport, hops: ["only"], breaker: ForwarderCircuitBreaker(threshold: 3, cooldown: 3600))
+        var env = envelope(["a@y.test"])
+        for _ in 0..<10 { _ = delivery.attempt(&env, message: []) }  // the circuit opens after 3 failures
+        #expect(transport.calls.count == 3)
+        #expect(env.attempts == 3)
+        #expect(env.recipients[0].state == .pending)
+        #expect(env.lastError?.contains("circuit open") == true)
     }
 
     @Test func permanentRecipientFailureIsFinalAndNotFailedOver() {

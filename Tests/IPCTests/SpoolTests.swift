@@ -253,6 +253,7 @@ import Testing
         updated.recipients[0].state = .delivered
         updated.recipients[1].state = .failed
         updated.nextAttemptAt = 123
+        updated.attempts = 7
         try t.spool.finishFailed(claim, envelope: updated)
         let before = Date().timeIntervalSince1970
         try t.spool.move(envelope.id, from: .failed, to: .new)
@@ -264,6 +265,7 @@ import Testing
         #expect(moved.pendingRecipients == ["carol@example.com"])
         #expect(moved.nextAttemptAt == nil)
         #expect(moved.receivedAt >= before, "the queue lifetime starts over")
+        #expect(moved.attempts == 0, "and so does the backoff")
         #expect(try t.spool.message(of: envelope.id, in: .new) == Array(Self.message.utf8))
     }
 

@@ -307,6 +307,13 @@ def test_pause_and_resume_observed_at_the_upstream(mailer_factory, upstream):
     time.sleep(3)
     assert "paused@example.org" not in upstream.recipients()
     assert len(get(m, "/admin/queue").json()["messages"]) == 3
+    # A forwarder that restarts (killed here, a reload alike) starts paused: nothing goes out.
+    for _ in range(3):
+        old = m.worker_pid("forwarder")
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: m.worker_pid("forwarder") != old, 20, message="forwarder restarted")
+    time.sleep(2)
+    assert "paused@example.org" not in upstream.recipients()
 
     response = post(m, "/admin/service", json={"action": "resume"})
     assert response.status_code == 200

@@ -35,4 +35,7 @@ public enum WorkerEnvironment {
     /// Set for a receiver or monitor of a generation that a reload is starting: it binds and says
     /// ready but accepts only after `supervisorServe`, once the running generation stopped accepting.
     public static let standby = "MAILER_STANDBY"
+    /// Set for a forwarder started while deliveries are paused (admin API): it starts paused, so a
+    /// restart or reload never delivers anything before the pause reaches it.
+    public static let paused = "MAILER_PAUSED"
 }

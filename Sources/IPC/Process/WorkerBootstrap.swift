@@ -13,6 +13,8 @@ public struct WorkerContext: Sendable {
     public let reporter: StatusReporter
     /// A listening worker that must not accept until `supervisorServe` (see `WorkerEnvironment.standby`).
     public let standby: Bool
+    /// A forwarder that starts with deliveries paused (see `WorkerEnvironment.paused`).
+    public let paused: Bool
 
     /// Tells the supervisor the worker serves.
     public func announceReady() {
@@ -44,7 +46,8 @@ public enum WorkerBootstrap {
         let writer = hasSupervisor ? PipeWriter(fd: InheritedFD.status) : nil
         return WorkerContext(
             role: role, generation: generation, config: config, logger: logger, status: writer,
-            reporter: StatusReporter(writer: writer), standby: environment[WorkerEnvironment.standby] == "1")
+            reporter: StatusReporter(writer: writer), standby: environment[WorkerEnvironment.standby] == "1",
+            paused: environment[WorkerEnvironment.paused] == "1")
     }
 
     /// Reads the control pipe: `onMessage` gets each message; EOF (the supervisor is gone) ends the process.

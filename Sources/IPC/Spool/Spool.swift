@@ -141,20 +141,23 @@ public final class Spool: @unchecked Sendable {
     /// durable (shared by every writer in flight, `GroupSync`). A failure before the rename leaves no
     /// file; a failed directory sync removes `final` too when `removeOnSyncFailure` (a message that
     /// must not count as accepted). Unless `replacing`, an existing `final` is an error, never
-    /// overwritten (a new message never takes the place of another).
+    /// overwritten (a new message never takes the place of another). `whileLocked` runs after the
+    /// directory sync with the new file still flock'd, so no forwarder can claim it meanwhile.
     private func writeDurably(tmp: String, final: String, into directory: String, reusing: Int32? = nil,
-                              removeOnSyncFailure: Bool, replacing: Bool = true, fill: (Int32) throws -> Void) throws {
+                              removeOnSyncFailure: Bool, replacing: Bool = true, whileLocked: (() -> Void)? = nil,
+                              fill: (Int32) throws -> Void) throws {
         let fd = reusing ?? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o640)
         if fd < 0 { throw SpoolError("create", path: tmp) }
         do {
             try fill(fd)
             if fsync(fd) != 0 { throw SpoolError("fsync", path: tmp) }
-            close(fd)
+            if whileLocked != nil && flock(fd, LOCK_EX) != 0 { throw SpoolError("lock", path: tmp) }
         } catch {
             close(fd)
             unlink(tmp)
             throw error
         }
+        defer { close(fd) }
         if (replacing ? rename(tmp, final) : csystem_rename_noreplace(tmp, final)) != 0 {
             let error = SpoolError("rename", path: final)
             unlink(tmp)
@@ -166,6 +169,7 @@ public final class Spool: @unchecked Sendable {
             if removeOnSyncFailure { unlink(final) }
             throw error
         }
+        whileLocked?()
     }
 
     /// Deletes files in `tmp/` whose writer is no longer running (their client never got a 250).
@@ -343,15 +347,17 @@ public final class Spool: @unchecked Sendable {
                     envelope.recipients[i].state = .pending
                 }
                 envelope.receivedAt = Date().timeIntervalSince1970
+                envelope.attempts = 0
             }
             envelope.nextAttemptAt = nil
             let tmp = self.path(.tmp, "\(id).\(CurrentProcess.id)")
+                // The old copy goes while the new one is still locked: a forwarder that claimed the new
+            // copy first could put a fresh `failed/ID` in place that this unlink would then remove.
             try self.writeDurably(tmp: tmp, final: self.path(to, id), into: self.directory(to),
-                                  removeOnSyncFailure: false) { out in
+                                  removeOnSyncFailure: false, whileLocked: { unlink(source) }) { out in
                 try SpoolFile.write(fd: out, path: tmp, envelope: envelope, parts: [])
                 try SpoolFile.copy(from: fd, offset: offset, to: out, path: tmp)
             }
-            unlink(source)
             return
         }
         if rename(self.path(from, id), self.path(to, id)) != 0 { throw SpoolError("rename", path: self.path(from, id)) }
