@@ -19,6 +19,9 @@ final class MonitorHTTPHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var bodyTooLarge = false
+    /// A request is being answered on the pool: the idle timeout does not apply (an admin action on
+    /// a large spool may take longer than it, and its client must still get the answer).
+    private var answering = false
 
     init(router: MonitorRouter, pool: NIOThreadPool) {
         self.router = router
@@ -51,9 +54,11 @@ final class MonitorHTTPHandler: ChannelInboundHandler {
             self.body = []
             let router = self.router
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            self.answering = true
             self.pool.runIfActive(eventLoop: context.eventLoop) { router.respond(to: request) }
                 .whenComplete { result in
                     let (handler, context) = bound.value
+                    handler.answering = false
                     let response: MonitorResponse
                     switch result {
                     case .success(let answer): response = answer
@@ -88,7 +93,7 @@ final class MonitorHTTPHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
+            if !self.answering { context.close(promise: nil) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -151,7 +151,9 @@ extension MonitorRouter {
 
     /// Every message in the spool (new, active, deferred, hold, failed), oldest first, at most `limit`
     /// (query, default 1000); `state` in the query keeps one state.
-    func listQueue(_ request: MonitorRequest, now: Date) -> MonitorResponse {
+    func listQueue(_ request: MonitorRequest, client: String, now: Date) -> MonitorResponse {
+        // Senders and recipients are personal data: who read them is logged, as every admin action.
+        self.logger.info("admin: queue listed", metadata: ["client": "\(client)"])
         let query = request.query
         var states: [Spool.State] = [.new, .active, .deferred, .hold, .failed]
         if let name = query["state"] {
@@ -201,8 +203,9 @@ extension MonitorRouter {
 
     // MARK: - GET /admin/queue/{id}
 
-    func showMessage(_ id: String, now: Date) -> MonitorResponse {
+    func showMessage(_ id: String, client: String, now: Date) -> MonitorResponse {
         guard QueueID.isValid(id) else { return .error(.badRequest, "not a queue id: \(id)", now: now) }
+        self.logger.info("admin: queue entry read", metadata: ["client": "\(client)", "id": "\(id)"])
         // A message may change state between locate and read; a few tries find it where it went.
         for _ in 0..<3 {
             guard let state = self.spool.locate(id) else { break }

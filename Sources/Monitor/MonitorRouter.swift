@@ -107,8 +107,8 @@ final class MonitorRouter: Sendable {
         case .cleanOldEmails: return self.cleanOldEmails(request, client: client, now: now)
         case .service: return self.service(request, client: client, now: now)
         case .config: return self.showConfig(client: client)
-        case .queueList: return self.listQueue(request, now: now)
-        case .queueShow(let id): return self.showMessage(id, now: now)
+        case .queueList: return self.listQueue(request, client: client, now: now)
+        case .queueShow(let id): return self.showMessage(id, client: client, now: now)
         }
     }
 

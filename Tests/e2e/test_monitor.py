@@ -240,6 +240,8 @@ def test_queue_listing_and_cleaning(mailer_factory, upstream):
     shown = get(m, f"/admin/queue/{ids[0]}").json()["message"]
     assert shown["sender"] == "app@example.com"
     assert [r["address"] for r in shown["recipients"]] == ["x@example.org", "y@example.org"]
+    m.wait_for_log("admin: queue listed client=127.0.0.1")
+    m.wait_for_log(rf"admin: queue entry read client=127\.0\.0\.1 .*id={ids[0]}", regex=True)
     status, body = health(m)
     assert body["details"]["queued_emails"] == 2
     wait_for(lambda: metric(m, "mailer_queue_messages", state="new") == 2, 5, message="gauge")
