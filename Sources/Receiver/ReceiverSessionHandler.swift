@@ -193,6 +193,9 @@ final class ReceiverSessionHandler: ChannelInboundHandler {
     }
 
     private func write(_ reply: SMTPReply, context: ChannelHandlerContext) {
+        if let reason = ReceiverRejections.reason(for: reply) {
+            self.service.reporter.count("mailer_rejected_total", "reason=\(reason)")
+        }
         context.write(self.wrapOutboundOut(ByteBuffer(string: reply.wire)), promise: nil)
     }
 

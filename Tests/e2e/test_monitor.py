@@ -169,11 +169,30 @@ def test_metrics_count_what_was_sent(mailer):
         body = response.json()
         assert body["total_emails"] == 5
         assert body["total_recipients"] == 10
-        for field in ("successful_emails", "failed_emails"):
-            assert isinstance(body[field], int)
-        assert isinstance(body["avg_processing_time_ms"], (int, float))
+    # Local mode: each message is delivered (stored) once.
+    json_metrics = lambda: get(mailer, "/metrics?format=json").json()
+    wait_for(lambda: json_metrics()["successful_emails"] == 5, 10, message="successful_emails == 5")
+    assert json_metrics()["failed_emails"] == 0
+    assert json_metrics()["avg_processing_time_ms"] >= 0
     status, body = health(mailer)
     assert body["details"]["total_emails_processed"] == 5
+
+
+def test_rejections_are_counted_by_reason(mailer_factory):
+    m = mailer_factory({"limits": {"maxMessageSize": 2000, "maxRecipients": 2}})
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
+        s.ehlo()
+        assert s.mail("a@example.com", ["SIZE=5000"])[0] == 552  # declared too big
+        s.mail("a@example.com")
+        s.rcpt("x@example.org")
+        s.rcpt("y@example.org")
+        assert s.rcpt("z@example.org")[0] == 452  # one recipient too many
+        code, _ = s.data(b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n")
+        assert code == 552  # too big once sent
+    wait_for(lambda: metric(m, "mailer_rejected_total", reason="message_too_big") == 2, 10,
+             message="message_too_big counted twice")
+    assert metric(m, "mailer_rejected_total", reason="too_many_recipients") == 1
+    assert metric(m, "mailer_accepted_total") in (None, 0)
 
 
 def test_monitor_is_off_without_health_check(mailer_factory):
