@@ -13,16 +13,13 @@ final class MessageCommitter: Sendable {
     private let pool: NIOThreadPool
     private let config: MailerConfig
     private let reporter: StatusReporter
-    private let rateLimiter: RateLimiter
     private let wakeFD: Int32?
 
-    init(spool: Spool, pool: NIOThreadPool, config: MailerConfig, reporter: StatusReporter, rateLimiter: RateLimiter,
-         wakeFD: Int32?) {
+    init(spool: Spool, pool: NIOThreadPool, config: MailerConfig, reporter: StatusReporter, wakeFD: Int32?) {
         self.spool = spool
         self.pool = pool
         self.config = config
         self.reporter = reporter
-        self.rateLimiter = rateLimiter
         self.wakeFD = wakeFD
     }
 
@@ -54,7 +51,6 @@ final class MessageCommitter: Sendable {
             throw spoolError?.isNoSpace == true ? SMTPReply.insufficientStorage : SMTPReply.localError
         }.map {
             self.wake()
-            self.rateLimiter.record(sender: transaction.sender)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             self.reporter.count("mailer_accepted_total")
             self.reporter.count("mailer_accepted_recipients_total", by: transaction.recipients.count)

@@ -1,8 +1,10 @@
 import Foundation
 import IPC
 
-/// Per-sender and global message counts in fixed hour and day windows (`rateLimits`). Counts live in
-/// the receiver's memory: a restart of the receiver starts them over.
+/// Per-sender and global message counts in fixed hour and day windows (`rateLimits`). A message
+/// counts when its MAIL FROM is admitted (as Postfix counts delivery requests), in the same locked
+/// step as the check, so sessions running side by side cannot all pass the last free slot. Counts
+/// live in the receiver's memory: a restart of the receiver starts them over.
 final class RateLimiter: @unchecked Sendable {
     private struct Window {
         var hour: Int = -1
@@ -28,11 +30,33 @@ final class RateLimiter: @unchecked Sendable {
 
     init(limits: MailerConfig.RateLimits) { self.limits = limits }
 
-    /// Whether one more message from `sender` fits every limit now.
+    /// Checks one more message from `sender` against every limit and, when it fits, counts it.
+    func admit(sender: String, now: Int = Int(Date().timeIntervalSince1970)) -> Verdict {
+        guard self.limits.enabled else { return .allowed }
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        let verdict = self.checkLocked(sender: sender, now: now)
+        if verdict == .allowed { self.recordLocked(sender: sender, now: now) }
+        return verdict
+    }
+
+    /// Whether one more message from `sender` fits every limit now (counts nothing).
     func check(sender: String, now: Int = Int(Date().timeIntervalSince1970)) -> Verdict {
         guard self.limits.enabled else { return .allowed }
         self.lock.lock()
         defer { self.lock.unlock() }
+        return self.checkLocked(sender: sender, now: now)
+    }
+
+    /// Counts a message without checking.
+    func record(sender: String, now: Int = Int(Date().timeIntervalSince1970)) {
+        guard self.limits.enabled else { return }
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        self.recordLocked(sender: sender, now: now)
+    }
+
+    private func checkLocked(sender: String, now: Int) -> Verdict {
         self.global.roll(now: now)
         if self.limits.globalMaxPerHour > 0 && self.global.hourCount >= self.limits.globalMaxPerHour { return .globalHourly }
         if self.limits.globalMaxPerDay > 0 && self.global.dayCount >= self.limits.globalMaxPerDay { return .globalDaily }
@@ -44,11 +68,7 @@ final class RateLimiter: @unchecked Sendable {
         return .allowed
     }
 
-    /// Counts an accepted message.
-    func record(sender: String, now: Int = Int(Date().timeIntervalSince1970)) {
-        guard self.limits.enabled else { return }
-        self.lock.lock()
-        defer { self.lock.unlock() }
+    private func recordLocked(sender: String, now: Int) {
         self.global.roll(now: now)
         self.global.hourCount += 1
         self.global.dayCount += 1

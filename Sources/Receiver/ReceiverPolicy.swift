@@ -25,7 +25,7 @@ struct ReceiverPolicy: SMTPSessionPolicy {
     }
 
     func admit(sender: String, identity: String?) -> SMTPReply? {
-        let verdict = self.rateLimiter.check(sender: sender)
+        let verdict = self.rateLimiter.admit(sender: sender)
         let scope: String
         switch verdict {
         case .allowed: return nil

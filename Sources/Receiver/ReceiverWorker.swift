@@ -55,7 +55,7 @@ public enum ReceiverWorker {
         }
         let rateLimiter = RateLimiter(limits: config.rateLimits)
         let committer = MessageCommitter(spool: spool, pool: pool, config: config, reporter: context.reporter,
-                                         rateLimiter: rateLimiter, wakeFD: wakeFD)
+                                         wakeFD: wakeFD)
         let service = ReceiverService(config: config, committer: committer, rateLimiter: rateLimiter,
                                       tlsContext: tlsContext, reporter: context.reporter, logger: logger)
         let idle = TimeAmount.seconds(Int64(config.limits.idleTimeout))

@@ -21,6 +21,15 @@ import Testing
         return limits
     }
 
+    @Test func admittingCountsSoConcurrentSessionsCannotOverrun() {
+        let limiter = RateLimiter(limits: Self.limits(perHour: 2))
+        #expect(limiter.admit(sender: "a@example.com", now: Self.hourStart) == .allowed)
+        #expect(limiter.admit(sender: "a@example.com", now: Self.hourStart) == .allowed)
+        // Two transactions admitted, none committed yet: a third session is refused all the same.
+        #expect(limiter.admit(sender: "a@example.com", now: Self.hourStart) == .senderHourly)
+        #expect(limiter.check(sender: "a@example.com", now: Self.hourStart) == .senderHourly)
+    }
+
     @Test func disabledLimitsAllowEverything() {
         let limiter = RateLimiter(limits: Self.limits(perHour: 1, perDay: 1, globalPerHour: 1, enabled: false))
         for _ in 0..<10 { limiter.record(sender: "a@example.com", now: Self.hourStart) }
