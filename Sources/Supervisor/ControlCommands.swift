@@ -10,8 +10,15 @@ extension Mailer {
 
         func run() throws {
             let loaded = try self.options.load()
-            guard let pid = ControlFiles(dataDir: loaded.config.dataDir).runningPID() else {
+            let control = ControlFiles(dataDir: loaded.config.dataDir)
+            guard let pid = control.runningPID() else {
                 throw ValidationError("no running mailer found for data directory \(loaded.config.dataDir)")
+            }
+            // The supervisor reloads the file it was started with: checking another one would prove nothing.
+            if let running = control.runningConfigPath(), running != (self.options.absolutePath ?? "") {
+                throw ValidationError(
+                    "the running mailer (pid \(pid)) reads \(running.isEmpty ? "the built-in defaults" : running), "
+                        + "not \(self.options.absolutePath ?? "the built-in defaults"): edit that file and reload, or restart it with this one")
             }
             guard kill(pid, SIGHUP) == 0 else { throw ValidationError("cannot signal pid \(pid): \(String(cString: strerror(errno)))") }
             print("reload requested (pid \(pid))")

@@ -38,6 +38,15 @@ final class ControlFiles {
         try self.write("mailer.pid", Data("\(getpid())\n".utf8))
     }
 
+    /// The configuration file the running supervisor reloads from (empty: the built-in defaults).
+    func writeConfigPath(_ path: String?) throws {
+        try self.write("config.path", Data("\(path ?? "")\n".utf8))
+    }
+
+    func runningConfigPath() -> String? {
+        self.read("config.path").map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .newlines) }
+    }
+
     func writeStatus(_ snapshot: MonitorSnapshot) {
         guard let data = try? JSONEncoder().encode(snapshot) else { return }
         try? self.write("status.json", data)
@@ -47,6 +56,7 @@ final class ControlFiles {
         guard self.directoryFD >= 0 else { return }
         unlinkat(self.directoryFD, "mailer.pid", 0)
         unlinkat(self.directoryFD, "status.json", 0)
+        unlinkat(self.directoryFD, "config.path", 0)
     }
 
     private func write(_ name: String, _ data: Data) throws {

@@ -148,6 +148,7 @@ final class Supervisor {
             sigaction(sig, &action, nil)
         }
         try? self.controlFiles.writePID()
+        try? self.controlFiles.writeConfigPath(self.configPath)
         self.logger.info("mailer starting", metadata: [
             "smtp": "\(self.smtp.host):\(self.smtp.port)",
             "http": "\(self.http.map { "127.0.0.1:\($0.port)" } ?? "off")",

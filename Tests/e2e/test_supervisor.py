@@ -281,6 +281,17 @@ def test_reload_whose_new_workers_hang_is_abandoned_after_the_start_timeout(mail
              message="the abandoned generation gone")
 
 
+def test_reload_command_refuses_a_file_the_running_mailer_does_not_read(mailer_factory, mode):
+    m = start(mailer_factory, mode)
+    other = m.dir / "other.json"
+    other.write_text(m.config_path.read_text())
+    result = subprocess.run([str(m.binary), "reload", "-config", str(other)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode != 0
+    assert f"reads {m.config_path}, not {other}" in result.stderr
+    assert m.status()["generation"] == 1
+
+
 def test_sigterm_stops_everything_within_the_bound(mailer_factory, mode):
     m = start(mailer_factory, mode, {"drainTimeout": 3})
     pids = list(worker_pids(m).values())
