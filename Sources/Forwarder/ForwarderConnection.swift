@@ -46,6 +46,7 @@ final class ForwarderConnection: @unchecked Sendable {
             heloName: settings.heloName, credentials: hop.credentials, tlsActive: hop.implicitTLS,
             plaintextAuthAllowed: hop.isLoopback)
         var errors: [String] = []
+        var lastSetUpFailure: ForwarderAttemptError?
         for address in addresses {
             if NIODeadline.now() >= deadline {
                 throw ForwarderAttemptError(.timeout, "no time left to connect to \(address)")
@@ -82,11 +83,19 @@ final class ForwarderConnection: @unchecked Sendable {
                 try handler.ready.wait()
             } catch {
                 channel.close(promise: nil)
-                throw error as? ForwarderAttemptError ?? ForwarderAttemptError(.connectError, "\(error)")
+                let failure = error as? ForwarderAttemptError ?? ForwarderAttemptError(.connectError, "\(error)")
+                // Another address of the host may be another server that works; a refused login
+                // would be refused there too (and repeating it may lock the account).
+                guard [.connectError, .timeout, .tlsError].contains(failure.outcome) else { throw failure }
+                errors.append("\(Self.describe(address)): \(failure.description)")
+                lastSetUpFailure = failure
+                continue
             }
             return ForwarderConnection(hop: hop, channel: channel, handler: handler)
         }
-        throw ForwarderAttemptError(.connectError, "cannot connect to \(hop.host):\(hop.port): \(errors.joined(separator: "; "))")
+        if let failure = lastSetUpFailure, errors.count == 1 { throw failure }
+        throw ForwarderAttemptError(lastSetUpFailure?.outcome ?? .connectError,
+                                    "cannot connect to \(hop.host):\(hop.port): \(errors.joined(separator: "; "))")
     }
 
     /// Runs one transaction; blocks the calling thread.
