@@ -77,18 +77,19 @@ private func envelope(_ recipients: [String]) -> Envelope {
 }
 
 @Suite struct ForwarderDeliveryTests {
-    @Test func failoverPastConnectAndTLSErrorsAnd4xx() {
+    @Test func failoverPastConnectTLSAndAuthErrorsAnd4xx() {
         let transport = FakeTransport()
         transport.script["dead"] = .error(ForwarderAttemptError(.connectError, "refused"))
         transport.script["badcert"] = .error(ForwarderAttemptError(.tlsError, "certificate verify failed"))
+        transport.script["badlogin"] = .error(ForwarderAttemptError(.authError, "535 5.7.8 credentials invalid"))
         transport.script["busy"] = .replies(["a@y.test": SMTPReply(451, "4.3.0", "later"), "b@y.test": SMTPReply(451, "4.3.0", "later")])
-        let delivery = makeDelivery(transport, hops: ["dead", "badcert", "busy", "good"])
+        let delivery = makeDelivery(transport, hops: ["dead", "badcert", "badlogin", "busy", "good"])
         var env = envelope(["a@y.test", "b@y.test"])
         let report = delivery.attempt(&env, message: Array("Subject: x\r\n\r\nhi\r\n".utf8))
-        #expect(transport.calls.map(\.hop) == ["dead", "badcert", "busy", "good"])
+        #expect(transport.calls.map(\.hop) == ["dead", "badcert", "badlogin", "busy", "good"])
         #expect(env.recipients.allSatisfy { $0.state == .delivered })
         #expect(report.delivered == 2 && report.deliveredVia == "good")
-        #expect(env.history.map(\.route) == ["dead", "badcert", "busy", "good"])
+        #expect(env.history.map(\.route) == ["dead", "badcert", "badlogin", "busy", "good"])
         #expect(env.attempts == 1)
     }
 

@@ -195,6 +195,27 @@ def test_rejections_are_counted_by_reason(mailer_factory):
     assert metric(m, "mailer_accepted_total") in (None, 0)
 
 
+def test_health_degrades_on_an_open_circuit_and_fails_on_an_unwritable_spool(mailer_factory):
+    dead = free_port()
+    m = mailer_factory({"forwardSMTP": True, "forwardHost": "127.0.0.1", "forwardPort": dead,
+                        "circuitBreaker": {"failureThreshold": 1, "cooldown": 3600}})
+    send(m, 1)
+    status, body = wait_for(lambda: (lambda r: r if r[1]["status"] == "degraded" else None)(health(m)), 20,
+                            message="degraded")
+    assert status == 200  # degraded still passes `curl -f`: the relay accepts mail
+    assert any("circuit open" in problem for problem in body["details"]["problems"])
+    tmp = m.data / "queue" / "tmp"
+    os.chmod(tmp, 0o500)
+    try:
+        status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(health(m)), 20, message="503")
+        assert body["status"] == "error" and body["details"]["spool_writable"] is False
+        assert "the spool is not writable" in body["details"]["problems"]
+        assert subprocess.run(["curl", "-fsS", url(m, "/health")], capture_output=True, timeout=10).returncode == 22
+    finally:
+        os.chmod(tmp, 0o750)
+    wait_for(lambda: health(m)[0] == 200, 20, message="healthy again")
+
+
 def test_monitor_is_off_without_health_check(mailer_factory):
     m = mailer_factory({"enableHealthCheck": False})
     assert not port_open(m.http_port)
