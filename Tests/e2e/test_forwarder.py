@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import smtplib
+import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -293,3 +295,66 @@ def test_local_mode_stores_eml_files(mailer):
     wait_for(lambda: metric(mailer, "counters", "mailer_delivered_total", "provider=local") == 1, 5,
              message="delivered counter")
     assert_no_crash(mailer)
+
+
+# MARK: - Timeouts and 8-bit mail
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never says a word (a wedged upstream)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = []
+        self.running = True
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+                self.accepted.append(conn)
+            except OSError:
+                continue
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.running = False
+        self.thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+def test_a_provider_that_never_answers_times_out_and_the_next_one_delivers(mailer_factory, upstreams):
+    silent = upstreams(SilentServer())
+    good = upstreams(AioUpstream())
+    m = mailer_factory(relay_config([provider("silent", silent.port, priority=1), provider("good", good.port, priority=2)],
+                                    processingTimeout=2))
+    qid = submit(m, ["patient@example.net"])
+    wait_for(lambda: good.messages, 20, message="delivery through the second provider")
+    assert silent.accepted, "the silent provider was tried first"
+    m.wait_for_log(rf"delivery attempt.*id={qid}.*outcome=timeout.*provider=silent", regex=True)
+    wait_for(lambda: queue_empty(m), 10, message="empty queue")
+
+
+def test_eight_bit_mail_is_passed_on_as_8bitmime(mailer_factory, upstreams):
+    up = upstreams(AioUpstream())
+    m = mailer_factory(relay_config([provider("only", up.port)]))
+    body = "Subject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode()
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=30) as s:
+        s.ehlo("client.test")
+        assert s.mail("app@example.com", ["BODY=8BITMIME"])[0] == 250
+        assert s.rcpt("eight@example.net")[0] == 250
+        code, _ = s.data(body)
+        assert code == 250
+    got = wait_for(lambda: up.messages, 20, message="delivery")[0]
+    assert "BODY=8BITMIME" in got["options"]
+    assert body in got["data"]
