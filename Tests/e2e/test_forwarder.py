@@ -18,6 +18,7 @@ from conftest import free_port, wait_for
 from upstream_servers import AioUpstream, SmtpSink, UpstreamCA
 
 ID = re.compile(r"queued as ([0-9A-F]{22})")
+ID_IN_RECEIVED = re.compile(rb"with E?SMTP id ([0-9A-F]{22})")
 
 
 @pytest.fixture
@@ -358,3 +359,33 @@ def test_eight_bit_mail_is_passed_on_as_8bitmime(mailer_factory, upstreams):
     got = wait_for(lambda: up.messages, 20, message="delivery")[0]
     assert "BODY=8BITMIME" in got["options"]
     assert body in got["data"]
+
+
+def test_two_forwarder_generations_never_deliver_one_message_twice(mailer_factory, upstreams):
+    """Reloads while mail flows: the old forwarder finishes what it holds, the new one takes the
+    rest, and every accepted message reaches the upstream exactly once."""
+    up = upstreams(AioUpstream())
+    m = mailer_factory(relay_config([provider("only", up.port)], workerCount=8))
+    accepted, stop = [], threading.Event()
+
+    def client(n):
+        with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=30) as s:
+            s.ehlo("client.test")
+            while not stop.is_set():
+                accepted.append(submit(m, [f"c{n}@example.net"], smtp=s))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for generation in (2, 3):
+        wait_for(lambda: len(accepted) >= 100 * (generation - 1), 30, message="traffic")
+        os.kill(m.proc.pid, signal.SIGHUP)
+        wait_for(lambda: m.status()["generation"] == generation, 20, message=f"generation {generation}")
+    stop.set()
+    for t in threads:
+        t.join(30)
+    wait_for(lambda: len(up.messages) >= len(accepted), 60, message="every message at the upstream")
+    time.sleep(1)  # a duplicate, if any, would arrive now
+    delivered = [ID_IN_RECEIVED.search(msg["data"]).group(1).decode() for msg in up.messages]
+    assert sorted(delivered) == sorted(accepted)
+    assert_no_crash(m)
