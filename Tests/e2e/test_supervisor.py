@@ -361,19 +361,12 @@ def test_systemd_notifications(mailer_factory, mode, tmp_path):
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="only root drops to a run-as user")
-def test_missing_run_as_user_is_a_clear_error(mailer_factory):
-    m = mailer_factory({"user": "no-such-user-here"}, start=False)
+@pytest.mark.parametrize("user, why", [("no-such-user-here", "does not exist"), ("root", "is root")])
+def test_an_unusable_run_as_user_is_a_clear_error(mailer_factory, user, why):
+    m = mailer_factory({"user": user}, start=False)
     m.start(wait=False)
-    assert m.proc.wait(20) == 67
-    assert "the run-as user 'no-such-user-here' (config key 'user') does not exist" in m.logs()
-
-
-@pytest.mark.skipif(not IS_ROOT, reason="the run-as user is only used when started as root")
-def test_root_as_the_run_as_user_is_refused(mailer_factory):
-    m = mailer_factory({"user": "root"}, start=False)
-    m.start(wait=False)
-    assert m.proc.wait(20) == 67
-    assert "the run-as user 'root' (config key 'user') is root" in m.logs()
+    assert m.proc.wait(20) == 67  # EX_NOUSER
+    assert f"the run-as user '{user}' (config key 'user') {why}" in m.logs()
 
 
 def test_reload_binds_changed_ports(mailer_factory, mode):
