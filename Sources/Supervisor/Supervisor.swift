@@ -331,6 +331,7 @@ final class Supervisor {
         case .workerHeartbeat:
             worker.lastHeartbeat = Date()
         case .workerStoppedAccepting:
+            worker.stoppedAccepting = true
             self.released(worker)
         case .workerCounter, .workerGauge, .workerObservation:
             self.metrics.apply(message)
@@ -481,7 +482,9 @@ final class Supervisor {
             worker.control.send(.supervisorDrain)
         }
         // The new receiver and monitor accept once the old ones stopped: never two at once.
-        let accepting = self.workers.filter { $0.generation != self.generation && $0.role != .forwarder }
+        let accepting = self.workers.filter {
+            $0.generation != self.generation && $0.role != .forwarder && !$0.standby && !$0.stoppedAccepting
+        }
         self.releasing = (Set(accepting.map(\.pid)), Date())
         if accepting.isEmpty { self.serveStandby() }
         // The new generation starts with a clean backoff; restart counts stay for status and /health.

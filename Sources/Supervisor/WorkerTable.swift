@@ -38,6 +38,8 @@ final class WorkerProcess {
     var drainStartedAt: Date?
     /// Started in standby (a reload's receiver or monitor): accepts only after `supervisorServe`.
     var standby = false
+    /// Said `workerStoppedAccepting` (while draining).
+    var stoppedAccepting = false
 
     init(role: WorkerRole, pid: pid_t, generation: Int, controlFD: Int32, statusFD: Int32) {
         self.role = role
