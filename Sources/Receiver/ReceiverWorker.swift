@@ -3,6 +3,7 @@ import IPC
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SMTPCore
 
 /// mailer-receiver — the SMTP server process.
@@ -33,6 +34,29 @@ import SMTPCore
 ///
 /// **Known compromises.** Rate-limit counts live in memory and restart with the process.
 public enum ReceiverWorker {
+    /// Loads what the receiver will load at its start (the TLS certificate and key), so that a
+    /// configuration naming files that do not load is refused by `check-config`, `serve` and a
+    /// reload instead of making receivers fail. Throws a `ConfigError` naming the key.
+    public static func checkFiles(_ config: MailerConfig) throws {
+        let tls = config.tls
+        guard !tls.certFile.isEmpty else { return }
+        do {
+            _ = try NIOSSLCertificate.fromPEMFile(tls.certFile)
+        } catch {
+            throw ConfigError(key: "tls.certFile", message: "cannot load a certificate from \(tls.certFile): \(error)")
+        }
+        do {
+            _ = try NIOSSLPrivateKey(file: tls.keyFile, format: .pem)
+        } catch {
+            throw ConfigError(key: "tls.keyFile", message: "cannot load a private key from \(tls.keyFile): \(error)")
+        }
+        do {
+            _ = try ReceiverService.makeTLSContext(tls)
+        } catch {
+            throw ConfigError(key: "tls", message: "the certificate and key do not make a TLS server: \(error)")
+        }
+    }
+
     public static func run(configPath: String?) throws -> Never {
         // Open what needs privilege before the drop: the TLS key may be readable by root only.
         let preloaded = try ConfigLoader.load(path: configPath).config

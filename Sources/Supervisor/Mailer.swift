@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IPC
+import Receiver
 
 /// The `mailer` command: the supervisor (`serve`, also the default as the original is started with
 /// `mailer -config config.json`), configuration checks, control of a running instance, and the
@@ -33,6 +34,18 @@ struct ConfigOptions: ParsableArguments {
             throw ExitCode(78)  // EX_CONFIG
         }
     }
+
+    /// `load()`, and the files the configuration names must load too (what a worker would fail on).
+    func loadAndCheckFiles() throws -> ConfigLoader.Result {
+        let loaded = try self.load()
+        do {
+            try ReceiverWorker.checkFiles(loaded.config)
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data("mailer: \(error)\n".utf8))
+            throw ExitCode(78)
+        }
+        return loaded
+    }
 }
 
 extension Mailer {
@@ -42,7 +55,7 @@ extension Mailer {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            let loaded = try self.options.load()
+            let loaded = try self.options.loadAndCheckFiles()
             do {
                 let supervisor = try Supervisor(configPath: self.options.absolutePath, loaded: loaded)
                 try supervisor.run()
@@ -58,7 +71,7 @@ extension Mailer {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            let loaded = try self.options.load()
+            let loaded = try self.options.loadAndCheckFiles()
             for warning in loaded.warnings { print("warning: \(warning)") }
             let c = loaded.config
             print("configuration ok: listen \(c.smtpHost):\(c.smtpPort), data \(c.dataDir), "

@@ -2,6 +2,7 @@ import CMailerSys
 import Foundation
 import IPC
 import Logging
+import Receiver
 
 /// The file descriptor the C signal handler writes to (the self-pipe).
 nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
@@ -423,6 +424,7 @@ final class Supervisor {
         let loaded: ConfigLoader.Result
         do {
             loaded = try ConfigLoader.load(path: self.configPath)
+            try ReceiverWorker.checkFiles(loaded.config)
         } catch {
             self.logger.error("reload refused, keeping generation \(self.generation): \(error)")
             return

@@ -238,6 +238,17 @@ def test_check_config_names_key_and_line(tmp_path):
     r = subprocess.run([str(MAILER), "check-config", "--config", str(good)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "unknown configuration key 'mystery'" in r.stdout
+    # Files the configuration names must load: a certificate that does not is named, not started on.
+    broken = tmp_path / "broken.pem"
+    broken.write_text("not a certificate\n")
+    tls = tmp_path / "tls.json"
+    tls.write_text(f'{{"tls": {{"certFile": "{broken}", "keyFile": "{broken}"}}}}')
+    r = subprocess.run([str(MAILER), "check-config", "-config", str(tls)], capture_output=True, text=True)
+    assert r.returncode == 78 and "config error at key 'tls.certFile'" in r.stderr, r.stderr
+    cert, key = make_certificate(tmp_path)
+    tls.write_text(f'{{"tls": {{"certFile": "{cert}", "keyFile": "{broken}"}}}}')
+    r = subprocess.run([str(MAILER), "check-config", "-config", str(tls)], capture_output=True, text=True)
+    assert r.returncode == 78 and "config error at key 'tls.keyFile'" in r.stderr, r.stderr
 
 
 def make_certificate(directory):

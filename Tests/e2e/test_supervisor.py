@@ -208,28 +208,15 @@ def test_reload_with_a_broken_config_keeps_serving(mailer_factory, mode):
     send(m)
 
 
-def test_reload_whose_new_receiver_cannot_start_keeps_the_running_generation(mailer_factory, mode):
-    """A configuration that parses but cannot run (a certificate that does not load): the new
-    receiver exits, the reload is abandoned, and the running generation never stops serving."""
+def test_reload_with_a_certificate_that_does_not_load_is_refused(mailer_factory, mode):
     m = start(mailer_factory, mode)
     pids = worker_pids(m)
     broken = m.dir / "broken.pem"
     broken.write_text("not a certificate\n")
-    os.chmod(broken, 0o644)
     m.write_config(dict(m.config, tls={"certFile": str(broken), "keyFile": str(broken)}))
     os.kill(m.proc.pid, signal.SIGHUP)
-    m.wait_for_log("reload failed, keeping generation 1: new receiver pid", timeout=20)
-    send(m)
-    status = m.status()
-    assert status["generation"] == 1
-    assert worker_pids(m, generation=1) == pids
-    wait_for(lambda: all(w["generation"] == 1 for w in m.status()["workers"]), 15,
-             message="the abandoned generation gone")
-    assert urllib.request.urlopen(f"http://127.0.0.1:{m.http_port}/health", timeout=5).status == 200
-    # The next good reload goes through.
-    m.write_config({k: v for k, v in m.config.items() if k != "tls"})
-    os.kill(m.proc.pid, signal.SIGHUP)
-    wait_for(lambda: m.status()["generation"] == 3, 20, message="generation 3 serving")
+    m.wait_for_log("reload refused, keeping generation 1: config error at key 'tls.certFile'")
+    assert m.status()["generation"] == 1 and worker_pids(m) == pids
     send(m)
 
 
@@ -249,13 +236,8 @@ def is_worker(pid):
         return False
 
 
-def test_reload_whose_new_workers_hang_is_abandoned_after_the_start_timeout(mailer_factory, mode):
-    """New workers that never say they are ready (frozen as soon as they are spawned) do not take
-    over: after heartbeatTimeout the reload is abandoned and the running generation goes on."""
-    m = start(mailer_factory, mode, {"heartbeatTimeout": 3})
-    pids = worker_pids(m)
-    before = children(m.proc.pid)
-    os.kill(m.proc.pid, signal.SIGHUP)
+def freeze_new_workers(m, before):
+    """SIGSTOPs the three workers a reload spawns, before they can say they are ready."""
     frozen = set()
     deadline = time.monotonic() + 5
     while len(frozen) < 3 and time.monotonic() < deadline:
@@ -266,17 +248,59 @@ def test_reload_whose_new_workers_hang_is_abandoned_after_the_start_timeout(mail
                 os.kill(pid, signal.SIGSTOP)
                 frozen.add(pid)
     assert len(frozen) == 3
+    return frozen
+
+
+def thaw(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def test_reload_whose_new_receiver_dies_keeps_the_running_generation(mailer_factory, mode):
+    """A new worker that exits before the new generation took over abandons the reload at once:
+    the running generation never stopped serving and stays."""
+    m = start(mailer_factory, mode)
+    pids = worker_pids(m)
+    before = children(m.proc.pid)
+    os.kill(m.proc.pid, signal.SIGHUP)
+    frozen = freeze_new_workers(m, before)
+    new_receiver = next(pid for pid in frozen if b"\0receiver\0" in open(f"/proc/{pid}/cmdline", "rb").read())
     try:
-        m.wait_for_log("reload failed, keeping generation 1", timeout=15)
+        os.kill(new_receiver, signal.SIGKILL)
+        m.wait_for_log(f"reload failed, keeping generation 1: new receiver pid {new_receiver} killed by signal 9")
         send(m)
         assert m.status()["generation"] == 1
         assert worker_pids(m, generation=1) == pids
     finally:
-        for pid in frozen:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+        thaw(frozen)
+    wait_for(lambda: all(w["generation"] == 1 for w in m.status()["workers"]), 20,
+             message="the abandoned generation gone")
+    assert urllib.request.urlopen(f"http://127.0.0.1:{m.http_port}/health", timeout=5).status == 200
+    # The next reload goes through.
+    os.kill(m.proc.pid, signal.SIGHUP)
+    wait_for(lambda: m.status()["generation"] == 3, 20, message="generation 3 serving")
+    send(m)
+
+
+def test_reload_whose_new_workers_hang_is_abandoned_after_the_start_timeout(mailer_factory, mode):
+    """New workers that never say they are ready do not take over: after heartbeatTimeout the
+    reload is abandoned and the running generation goes on."""
+    m = start(mailer_factory, mode, {"heartbeatTimeout": 3})
+    pids = worker_pids(m)
+    before = children(m.proc.pid)
+    os.kill(m.proc.pid, signal.SIGHUP)
+    frozen = freeze_new_workers(m, before)
+    try:
+        m.wait_for_log("reload failed, keeping generation 1", timeout=15)
+        assert "not ready after 3 s" in m.logs()
+        send(m)
+        assert m.status()["generation"] == 1
+        assert worker_pids(m, generation=1) == pids
+    finally:
+        thaw(frozen)
     wait_for(lambda: all(w["generation"] == 1 for w in m.status()["workers"]), 20,
              message="the abandoned generation gone")
 
