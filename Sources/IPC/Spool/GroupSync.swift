@@ -6,14 +6,16 @@ import Foundation
 final class GroupSync: @unchecked Sendable {
     private let fd: Int32
     private let path: String
+    private let flush: @Sendable (Int32) -> Int32
     private let condition = NSCondition()
     private var requested: UInt64 = 0
     private var completed: UInt64 = 0
     private var running = false
     private var failure: (upTo: UInt64, errno: Int32)?
 
-    init(directory: String) throws {
+    init(directory: String, flush: @escaping @Sendable (Int32) -> Int32 = { fsync($0) }) throws {
         self.path = directory
+        self.flush = flush
         self.fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if self.fd < 0 { throw SpoolError("open directory", path: directory) }
     }
@@ -34,7 +36,7 @@ final class GroupSync: @unchecked Sendable {
             self.running = true
             let target = self.requested
             self.condition.unlock()
-            let result = fsync(self.fd)
+            let result = self.flush(self.fd)
             let error = errno
             self.condition.lock()
             self.running = false

@@ -18,6 +18,20 @@ import NIOCore
 ///
 /// A spool file is `MAILER-SPOOL 1 <n>\n`, the envelope as n bytes of JSON, `\n`, then the message.
 public final class Spool: @unchecked Sendable {
+    /// The flushes a commit's durability rests on. Tests replace them to make them fail (a disk that
+    /// reports an I/O error) and check what a failed commit leaves behind.
+    public struct Flush: Sendable {
+        public var file: @Sendable (Int32) -> Int32
+        public var directory: @Sendable (Int32) -> Int32
+
+        public init(file: @escaping @Sendable (Int32) -> Int32, directory: @escaping @Sendable (Int32) -> Int32) {
+            self.file = file
+            self.directory = directory
+        }
+
+        public static let system = Flush(file: { fsync($0) }, directory: { fsync($0) })
+    }
+
     public enum State: String, CaseIterable, Sendable {
         case tmp, new, active, deferred, hold, failed
 
@@ -27,6 +41,7 @@ public final class Spool: @unchecked Sendable {
 
     public let dataDir: String
     private let queueDir: String
+    private let flush: Flush
     private let syncLock = NSLock()
     /// One group-commit syncer per directory path.
     private var syncers: [String: GroupSync] = [:]
@@ -40,7 +55,8 @@ public final class Spool: @unchecked Sendable {
     private var recycleNextScan: UInt64 = 0
     private var recycleCounter = UInt32.random(in: 0..<UInt32(Spool.recycleSlots))
 
-    public init(dataDir: String) {
+    public init(dataDir: String, flush: Flush = .system) {
+        self.flush = flush
         self.dataDir = dataDir
         self.queueDir = (dataDir as NSString).appendingPathComponent("queue")
     }
@@ -150,7 +166,7 @@ public final class Spool: @unchecked Sendable {
         if fd < 0 { throw SpoolError("create", path: tmp) }
         do {
             try fill(fd)
-            if fsync(fd) != 0 { throw SpoolError("fsync", path: tmp) }
+            if self.flush.file(fd) != 0 { throw SpoolError("fsync", path: tmp) }
             if whileLocked != nil && flock(fd, LOCK_EX) != 0 { throw SpoolError("lock", path: tmp) }
         } catch {
             close(fd)
@@ -430,7 +446,7 @@ public final class Spool: @unchecked Sendable {
         self.syncLock.lock()
         defer { self.syncLock.unlock() }
         if let existing = self.syncers[directory] { return existing }
-        let made = try GroupSync(directory: directory)
+        let made = try GroupSync(directory: directory, flush: self.flush.directory)
         self.syncers[directory] = made
         return made
     }
