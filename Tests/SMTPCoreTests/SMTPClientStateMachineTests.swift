@@ -14,6 +14,16 @@ private struct Transcript {
         self.machine = SMTPClientStateMachine(configuration: configuration)
     }
 
+    /// A session past the greeting and EHLO (answered with `capabilities`), ready for a transaction,
+    /// with what it sent so far drained.
+    static func ready(capabilities: String = ehlo) -> Transcript {
+        var t = Transcript(.init(heloName: "relay.test"))
+        t.server("220 x\r\n")
+        t.server(capabilities)
+        _ = t.drain()
+        return t
+    }
+
     /// Feeds one reply given in wire form (`250-a\r\n250 b\r\n`).
     mutating func server(_ wire: String) {
         var parser = SMTPClientReplyParser()
@@ -153,10 +163,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     }
 
     @Test func pipelinedMailAndRecipientsWithMixedReplies() {
-        var t = Transcript(.init(heloName: "relay.test"))
-        t.server("220 x\r\n")
-        t.server(ehlo)
-        _ = t.drain()
+        var t = Transcript.ready()
         t.begin(SMTPClientTransaction(sender: "a@x.test", recipients: ["ok@y.test", "gone@y.test", "later@y.test"],
                                       size: 1234, eightBit: true))
         // One write: MAIL, every RCPT and DATA (RFC 2920 §3.1).
@@ -175,9 +182,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     }
 
     @Test func refusedMailGivesEveryRecipientItsReply() {
-        var t = Transcript(.init(heloName: "relay.test"))
-        t.server("220 x\r\n")
-        t.server(ehlo)
+        var t = Transcript.ready()
         t.begin(SMTPClientTransaction(sender: "a@x.test", recipients: ["b@y.test", "c@y.test"], size: 1))
         t.server("451 4.3.0 try later\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n")
         guard case .finished(let result)? = t.last else { Issue.record("not finished"); return }
@@ -187,10 +192,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     }
 
     @Test func noAcceptedRecipientMeansNoMessage() {
-        var t = Transcript(.init(heloName: "relay.test"))
-        t.server("220 x\r\n")
-        t.server(ehlo)
-        _ = t.drain()
+        var t = Transcript.ready()
         t.begin(SMTPClientTransaction(sender: "a@x.test", recipients: ["b@y.test"], size: 1))
         _ = t.drain()
         t.server("250 ok\r\n550 5.1.1 unknown\r\n554 5.5.1 no valid recipients\r\n")
@@ -202,10 +204,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     }
 
     @Test func a354WithNoAcceptedRecipientGetsAnEmptyMessage() {
-        var t = Transcript(.init(heloName: "relay.test"))
-        t.server("220 x\r\n")
-        t.server(ehlo)
-        _ = t.drain()
+        var t = Transcript.ready()
         t.begin(SMTPClientTransaction(sender: "a@x.test", recipients: ["b@y.test"], size: 1))
         _ = t.drain()
         t.server("250 ok\r\n550 5.1.1 unknown\r\n354 go ahead anyway\r\n")
@@ -217,9 +216,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     }
 
     @Test func dataRefusalAppliesToAcceptedRecipients() {
-        var t = Transcript(.init(heloName: "relay.test"))
-        t.server("220 x\r\n")
-        t.server(ehlo)
+        var t = Transcript.ready()
         t.begin(SMTPClientTransaction(sender: "a@x.test", recipients: ["b@y.test", "c@y.test"], size: 1))
         t.server("250 ok\r\n250 ok\r\n550 5.1.1 unknown\r\n")
         t.server("354 go\r\n")
@@ -229,9 +226,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     }
 
     @Test func secondTransactionStartsWithRset() {
-        var t = Transcript(.init(heloName: "relay.test"))
-        t.server("220 x\r\n")
-        t.server(ehlo)
+        var t = Transcript.ready()
         t.begin(SMTPClientTransaction(sender: "a@x.test", recipients: ["b@y.test"], size: 1))
         t.server("250 ok\r\n250 ok\r\n354 go\r\n")
         t.server("250 ok\r\n")
@@ -254,10 +249,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     }
 
     @Test func smtputf8NeededButNotOfferedIsPermanent() {
-        var t = Transcript(.init(heloName: "relay.test"))
-        t.server("220 x\r\n")
-        t.server(ehlo)
-        _ = t.drain()
+        var t = Transcript.ready()
         t.begin(SMTPClientTransaction(sender: "ü@x.test", recipients: ["b@y.test"], size: 1, smtputf8: true))
         #expect(t.drain().isEmpty)
         guard case .finished(let result)? = t.last else { Issue.record("not finished"); return }
@@ -265,10 +257,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     }
 
     @Test func smtputf8AndSizeWhenOffered() {
-        var t = Transcript(.init(heloName: "relay.test"))
-        t.server("220 x\r\n")
-        t.server("250-x\r\n250-SMTPUTF8\r\n250 SIZE 100\r\n")
-        _ = t.drain()
+        var t = Transcript.ready(capabilities: "250-x\r\n250-SMTPUTF8\r\n250 SIZE 100\r\n")
         t.begin(SMTPClientTransaction(sender: "ü@x.test", recipients: ["b@y.test"], size: 50, smtputf8: true))
         #expect(t.drain() == ["MAIL FROM:<ü@x.test> SIZE=50 SMTPUTF8"])
         t.server("250 ok\r\n")
@@ -281,9 +270,7 @@ private let ehlo = "250-upstream.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n2
     }
 
     @Test func unexpectedReplyWhileIdleFails() {
-        var t = Transcript(.init(heloName: "relay.test"))
-        t.server("220 x\r\n")
-        t.server(ehlo)
+        var t = Transcript.ready()
         t.server("421 4.4.2 idle timeout\r\n")
         guard case .fail? = t.last else { Issue.record("expected failure"); return }
     }

@@ -92,13 +92,7 @@ struct JSONSyntaxLocator {
             self.index += 1
             self.skipSpace()
             try self.value()
-            self.skipSpace()
-            if self.current == UInt8(ascii: ",") {
-                self.index += 1
-                self.skipSpace()
-            } else if self.current != UInt8(ascii: "}") {
-                throw self.problem("expected ',' or '}' (a comma is missing, or a bracket does not match)")
-            }
+            try self.separator(closing: "}")
         }
         self.index += 1
     }
@@ -109,15 +103,20 @@ struct JSONSyntaxLocator {
         while self.current != UInt8(ascii: "]") {
             guard self.current != nil else { throw self.problem("the document ends inside an array: missing ']'") }
             try self.value()
-            self.skipSpace()
-            if self.current == UInt8(ascii: ",") {
-                self.index += 1
-                self.skipSpace()
-            } else if self.current != UInt8(ascii: "]") {
-                throw self.problem("expected ',' or ']' (a comma is missing, or a bracket does not match)")
-            }
+            try self.separator(closing: "]")
         }
         self.index += 1
+    }
+
+    /// After a member or an element: a ',' (a trailing one is allowed) or the closing bracket.
+    private mutating func separator(closing: Unicode.Scalar) throws {
+        self.skipSpace()
+        if self.current == UInt8(ascii: ",") {
+            self.index += 1
+            self.skipSpace()
+        } else if self.current != UInt8(ascii: closing) {
+            throw self.problem("expected ',' or '\(closing)' (a comma is missing, or a bracket does not match)")
+        }
     }
 
     private mutating func string() throws {
