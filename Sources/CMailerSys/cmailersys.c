@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -26,4 +27,9 @@ int csystem_rename_noreplace(const char *from, const char *to) {
     if (errno != EINVAL && errno != ENOSYS) return -1;
     if (link(from, to) != 0) return -1;
     return unlink(from);
+}
+
+int csystem_sched_batch(void) {
+    struct sched_param param = { .sched_priority = 0 };
+    return sched_setscheduler(0, SCHED_BATCH, &param);
 }

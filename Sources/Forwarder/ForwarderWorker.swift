@@ -32,7 +32,8 @@ import SMTPCore
 /// SMTPUTF8. Sessions are reused across messages (RSET) and closed after 30 s idle.
 ///
 /// **Privileges.** Runs as the `user` of the configuration (default `mailer`) when the supervisor is
-/// root: setgroups, setresgid, setresuid, no-new-privs, before it opens the spool.
+/// root: setgroups, setresgid, setresuid, no-new-privs, before it opens the spool. All its threads
+/// run under `SCHED_BATCH`: a delivery that wakes up does not preempt a receiver answering a client.
 ///
 /// **Pipe messages.** In (fd 5): `supervisorPing` (answered with `workerHeartbeat` from an event
 /// loop), `supervisorDrain` (stop claiming, finish the deliveries in flight, exit 0),
@@ -70,6 +71,10 @@ public enum ForwarderWorker {
     static let idleConnectionTimeout: TimeInterval = 30
 
     public static func run(configPath: String?) throws -> Never {
+        // Before any thread starts, so that all inherit it: a delivery thread (or this process's
+        // event loop) that wakes does not preempt a receiver answering its client. Forwarding can
+        // wait for the running thread's time slice (bench/README.md, change 9).
+        CurrentProcess.scheduleAsBatch()
         let context = try WorkerBootstrap.start(role: .forwarder, configPath: configPath)
         let config = context.config
         let logger = context.logger

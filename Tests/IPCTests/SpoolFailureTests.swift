@@ -71,4 +71,33 @@ import Testing
         // Not lost: the failed copy stays until the new one is known to be on disk.
         #expect(good.spool.names(in: .failed) == [envelope.id])
     }
+
+    /// A new message needs its data and length on disk (`fdatasync`); a deferred rewrite also its
+    /// mtime, the time of the next attempt (`fsync`).
+    @Test func aCommitFlushesDataAndADeferralAlsoTheTimes() throws {
+        final class Calls: @unchecked Sendable {
+            let lock = NSLock()
+            var kinds: [String] = []
+            func record(_ kind: String, _ fd: Int32) -> Int32 {
+                self.lock.withLock { self.kinds.append(kind) }
+                return fsync(fd)
+            }
+        }
+        let calls = Calls()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("mailer-spool-flush-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let spool = Spool(dataDir: (root as NSString).appendingPathComponent("emails"), flush: Spool.Flush(
+            file: { calls.record("file", $0) }, fileData: { calls.record("data", $0) },
+            directory: { calls.record("dir", $0) }))
+        try spool.createDirectories()
+        let envelope = Envelope(id: QueueID.make(), sender: "a@example.com", recipients: ["b@example.net"],
+                                receivedAt: 1_700_000_000, client: "127.0.0.1:1", helo: "client")
+        try spool.enqueue(envelope, parts: [ByteBuffer(string: "Subject: s\r\n\r\nbody\r\n")])
+        #expect(calls.kinds == ["data", "dir"])
+        calls.kinds = []
+        let claim = try #require(spool.claim(envelope.id, from: .new))
+        try spool.finishDeferred(claim, envelope: claim.envelope, until: Date(timeIntervalSinceNow: 60))
+        #expect(calls.kinds == ["file", "dir"])
+    }
 }

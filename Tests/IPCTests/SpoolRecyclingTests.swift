@@ -51,6 +51,19 @@ import Testing
         #expect(t.names(.tmp).isEmpty)
     }
 
+    /// A longer message extends the file (no truncate), one of the same length overwrites it.
+    @Test(arguments: [10, 0])
+    func aLongerOrEqualMessageInARecycledFileIsExactlyItself(shorterBy: Int) throws {
+        let t = try TemporarySpool()
+        let text = "Subject: long\r\n\r\n" + String(repeating: "y", count: 3000) + "\r\n"
+        _ = try Self.deliver(t, size: 3000 - shorterBy)
+        Self.waitForRescan()
+        let envelope = try t.enqueue(text)
+        #expect(Self.freeNames(t).isEmpty, "the free file was taken")
+        #expect(try t.spool.envelope(of: envelope.id, in: .new) == envelope)
+        #expect(try t.spool.message(of: envelope.id, in: .new) == Array(text.utf8))
+    }
+
     @Test func freeNeverHoldsMoreThanTheSlots() throws {
         let t = try TemporarySpool()
         for _ in 0..<(Spool.recycleSlots + 20) {

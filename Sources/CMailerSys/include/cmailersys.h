@@ -24,4 +24,8 @@ int csystem_setresgid(gid_t gid);
 /// link + unlink where the file system does not support it).
 int csystem_rename_noreplace(const char *from, const char *to);
 
+/// sched_setscheduler(0, SCHED_BATCH): the calling thread, and every thread it starts later, no
+/// longer preempts a running thread when it wakes up (same CPU share as before).
+int csystem_sched_batch(void);
+
 #endif
