@@ -183,6 +183,7 @@ final class ForwarderScheduler: @unchecked Sendable {
                 self.delivery.deliver(claimed)
             }
             self.condition.lock()
+            let wasFull = self.inFlight.count >= self.workerCount
             self.inFlight.remove(claimed.envelope.id)
             let count = self.inFlight.count
             // Only a drain waits for deliveries to end. The other waiters on this condition are the
@@ -191,7 +192,9 @@ final class ForwarderScheduler: @unchecked Sendable {
             if self.draining { self.condition.broadcast() }
             self.condition.unlock()
             self.reporter.gauge("mailer_deliveries_in_flight", "", Double(count))
-            self.poke()
+            // The scanner waits for a free slot only when every slot was taken: otherwise it
+            // already claimed what it had, and waking it would cost two context switches for nothing.
+            if wasFull { self.poke() }
         }
     }
 
