@@ -11,9 +11,7 @@ enum SpoolFile {
     /// kernel takes it all; returns the number of bytes written.
     @discardableResult
     static func write(fd: Int32, path: String, envelope: Envelope, parts: [ByteBuffer]) throws -> Int {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let json = try encoder.encode(envelope)
+        let json = EnvelopeJSON.encode(envelope)
         var header = Array("\(magic)\(json.count)\n".utf8)
         header.append(contentsOf: json)
         header.append(UInt8(ascii: "\n"))
