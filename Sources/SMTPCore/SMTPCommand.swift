@@ -91,13 +91,13 @@ public enum SMTPCommandParser {
 
     /// Parses `FROM:<path> PARAM=VALUE …` (the null path `<>` only for FROM); `syntax` is the reply
     /// for a line of the wrong shape.
-    private static func path(_ text: String, prefix: String, syntax: SMTPReply)
+    private static func path(_ text: String, prefix: String, syntax: @autoclosure () -> SMTPReply)
         -> Result<(String, [SMTPParameter]), SMTPReply>
     {
         let allowEmpty = prefix == "FROM:"
-        guard text.uppercased().hasPrefix(prefix) else { return .failure(syntax) }
+        guard text.hasPrefixIgnoringASCIICase(prefix) else { return .failure(syntax()) }
         let afterPrefix = text.dropFirst(prefix.count).drop { $0 == " " }
-        guard afterPrefix.first == "<" else { return .failure(syntax) }
+        guard afterPrefix.first == "<" else { return .failure(syntax()) }
         // Find the closing bracket outside a quoted local part.
         var inQuotes = false
         var escaped = false
@@ -111,24 +111,26 @@ public enum SMTPCommandParser {
             }
             index = afterPrefix.index(after: index)
         }
-        guard let end = close else { return .failure(syntax) }
+        guard let end = close else { return .failure(syntax()) }
         var address = String(afterPrefix[afterPrefix.index(after: afterPrefix.startIndex)..<end])
         // Drop an RFC 5321 source route: <@a,@b:user@host>.
         if address.hasPrefix("@"), let colon = address.firstIndex(of: ":") {
             address = String(address[address.index(after: colon)...])
         }
-        let badAddress = prefix == "FROM:" ? SMTPReply(501, "5.1.7", "Bad sender address syntax")
-            : SMTPReply(501, "5.1.3", "Bad recipient address syntax")
+        func badAddress() -> SMTPReply {
+            allowEmpty ? SMTPReply(501, "5.1.7", "Bad sender address syntax")
+                : SMTPReply(501, "5.1.3", "Bad recipient address syntax")
+        }
         if address.isEmpty {
-            if !allowEmpty { return .failure(badAddress) }
+            if !allowEmpty { return .failure(badAddress()) }
         } else if !SMTPAddress.isValid(address) {
-            return .failure(badAddress)
+            return .failure(badAddress())
         }
         var parameters: [SMTPParameter] = []
         for word in afterPrefix[afterPrefix.index(after: end)...].split(separator: " ") {
             if let eq = word.firstIndex(of: "=") {
                 let key = word[..<eq]
-                guard !key.isEmpty else { return .failure(syntax) }
+                guard !key.isEmpty else { return .failure(syntax()) }
                 parameters.append(SMTPParameter(String(key), String(word[word.index(after: eq)...])))
             } else {
                 parameters.append(SMTPParameter(String(word)))
@@ -145,7 +147,7 @@ public enum SMTPAddress {
     /// by the session).
     public static func isValid(_ address: String) -> Bool {
         guard address.utf8.count <= 320 else { return false }
-        if address.lowercased() == "postmaster" { return true }
+        if address.utf8.count == 10 && address.hasPrefixIgnoringASCIICase("POSTMASTER") { return true }
         guard let at = address.lastIndex(of: "@") else { return false }
         let local = address[..<at]
         let domain = address[address.index(after: at)...]
@@ -176,6 +178,17 @@ public enum SMTPAddress {
 }
 
 extension StringProtocol {
+    /// `prefix` is upper-case ASCII; compares without making an upper-cased copy of `self`.
+    func hasPrefixIgnoringASCIICase(_ prefix: String) -> Bool {
+        var bytes = self.utf8.makeIterator()
+        for expected in prefix.utf8 {
+            guard var byte = bytes.next() else { return false }
+            if byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") { byte -= 0x20 }
+            if byte != expected { return false }
+        }
+        return true
+    }
+
     func trimmingSpaces() -> String {
         var s = Substring(self)
         while s.first == " " || s.first == "\t" { s = s.dropFirst() }
