@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """mailer vs Postfix, in one run, on loopback.
 
-Both systems relay to the same smtp-sink "upstream". For each system (alternating, 3 repetitions,
-median reported) it measures, with Postfix's smtp-source as the client:
+Both systems relay to the same smtp-sink "upstream". For each system (3 repetitions, median
+reported; both run side by side and each workload runs on one, then the other, in alternating
+order) it measures, with Postfix's smtp-source as the client:
 
   * accepted msg/s and end-to-end delivered msg/s, `smtp-source -s 20 -m 5000 -l 4096`
     (one message per connection), and the same with `-d` (many messages per connection);
@@ -148,11 +149,13 @@ class MemorySampler:
         self.peak_rss = self.peak_pss = 0
         self.peak_procs = 0
         self.stop_flag = threading.Event()
+        # Sampling costs CPU (smaps_rollup of every process): only the system being measured is sampled.
+        self.active = True
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
         while not self.stop_flag.is_set():
-            root = self.root_fn()
+            root = self.root_fn() if self.active else None
             if root:
                 pids = tree(root)
                 rss = pss = 0
@@ -485,25 +488,42 @@ def machine():
 # --------------------------------------------------------------------------------------------
 
 
-def measure_system(system, sink, rep):
-    system.start()
-    results = {}
+def measure_systems(systems, sink, rep):
+    """Starts every system, then runs each workload on each of them in turn (the order of the
+    systems alternates from one workload to the next), so that the two figures of a ratio are taken
+    a few seconds apart, not a whole system run apart: on a shared host the machine's speed drifts
+    over tens of seconds. A system that is not being measured sits idle."""
+    results = {system.name: {} for system in systems}
+    samplers = {}
     try:
-        with MemorySampler(system.root) as mem:
-            for name, opts, count in WORKLOADS:
+        for system in systems:
+            system.start()
+        for system in systems:
+            samplers[system.name] = MemorySampler(system.root).__enter__()
+        for index, (name, opts, count) in enumerate(WORKLOADS):
+            for system in (systems if index % 2 == 0 else systems[::-1]):
+                for other in systems:
+                    samplers[other.name].active = other is system
                 r = run_workload(system.port, sink, opts, count, root_fn=system.root)
-                results[name] = r
+                results[system.name][name] = r
                 log(f"  rep {rep} {system.name:8s} {name:5s}: accepted {r['accepted_per_s']:7.0f}/s "
                     f"delivered {r['delivered_per_s']:7.0f}/s latency {r['latency_ms']:6.2f} ms "
                     f"cpu {r['cpu_ms_per_msg']:.3f} ms/msg  250s {r['accepted']} at sink {r['delivered']}")
-        results["rss_mb"] = mem.peak_rss / 1024
-        results["pss_mb"] = mem.peak_pss / 1024
-        results["procs"] = mem.peak_procs
-        log(f"  rep {rep} {system.name:8s} peak RSS {results['rss_mb']:.1f} MB, PSS {results['pss_mb']:.1f} MB, "
-            f"{mem.peak_procs} processes")
+        for system in systems:
+            mem = samplers.pop(system.name)
+            mem.__exit__(None, None, None)
+            out = results[system.name]
+            out["rss_mb"] = mem.peak_rss / 1024
+            out["pss_mb"] = mem.peak_pss / 1024
+            out["procs"] = mem.peak_procs
+            log(f"  rep {rep} {system.name:8s} peak RSS {out['rss_mb']:.1f} MB, PSS {out['pss_mb']:.1f} MB, "
+                f"{mem.peak_procs} processes")
     finally:
-        system.stop()
-        system.wipe()
+        for mem in samplers.values():
+            mem.__exit__(None, None, None)
+        for system in systems:
+            system.stop()
+            system.wipe()
     return results
 
 
@@ -541,16 +561,15 @@ def main():
             log(f"  ceiling {name}: {raw['ceiling'][name]['accepted_per_s']:.0f}/s, "
                 f"{raw['ceiling'][name]['latency_ms']:.2f} ms/msg")
         for rep in range(1, args.reps + 1):
-            order = [("mailer", lambda: Mailer(args.mailer, workdir, sink.port, args.worker_count,
-                                               recycle=not args.no_recycle)),
-                     ("postfix", lambda: Postfix(workdir, sink.port))]
+            makers = [("mailer", lambda: Mailer(args.mailer, workdir, sink.port, args.worker_count,
+                                                recycle=not args.no_recycle)),
+                      ("postfix", lambda: Postfix(workdir, sink.port))]
             if rep % 2 == 0:
-                order.reverse()
-            for name, make in order:
-                if args.only and name != args.only:
-                    continue
-                system = make()
-                raw[name].append(measure_system(system, sink, rep))
+                makers.reverse()
+            systems = [make() for name, make in makers if not args.only or name == args.only]
+            for name, results in measure_systems(systems, sink, rep).items():
+                raw[name].append(results)
+            for system in systems:
                 shutil.rmtree(system.dir, ignore_errors=True)
     finally:
         sink.stop()
