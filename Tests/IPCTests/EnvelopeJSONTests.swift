@@ -34,7 +34,10 @@ import Testing
         unicode.sender = "ü@exämple.com"
         unicode.recipients = [Envelope.Recipient(address: "δοκιμή@παράδειγμα.δοκιμή")]
         unicode.receivedAt = 1e21
-        return [fresh, nullSender, retried, unicode]
+        var empty = retried
+        empty.recipients = []
+        empty.history[0].recipients = []
+        return [fresh, nullSender, retried, unicode, empty]
     }
 
     @Test(arguments: Self.envelopes)
