@@ -23,6 +23,7 @@ high ports; Postfix needs root to start its master). bench/run.sh installs and b
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -494,12 +495,12 @@ def measure_systems(systems, sink, rep):
     a few seconds apart, not a whole system run apart: on a shared host the machine's speed drifts
     over tens of seconds. A system that is not being measured sits idle."""
     results = {system.name: {} for system in systems}
-    samplers = {}
-    try:
+    with contextlib.ExitStack() as stack:
         for system in systems:
+            stack.callback(system.wipe)
+            stack.callback(system.stop)
             system.start()
-        for system in systems:
-            samplers[system.name] = MemorySampler(system.root).__enter__()
+        samplers = {system.name: stack.enter_context(MemorySampler(system.root)) for system in systems}
         for index, (name, opts, count) in enumerate(WORKLOADS):
             for system in (systems if index % 2 == 0 else systems[::-1]):
                 for other in systems:
@@ -509,21 +510,15 @@ def measure_systems(systems, sink, rep):
                 log(f"  rep {rep} {system.name:8s} {name:5s}: accepted {r['accepted_per_s']:7.0f}/s "
                     f"delivered {r['delivered_per_s']:7.0f}/s latency {r['latency_ms']:6.2f} ms "
                     f"cpu {r['cpu_ms_per_msg']:.3f} ms/msg  250s {r['accepted']} at sink {r['delivered']}")
+        for mem in samplers.values():
+            mem.active = False
         for system in systems:
-            mem = samplers.pop(system.name)
-            mem.__exit__(None, None, None)
-            out = results[system.name]
+            mem, out = samplers[system.name], results[system.name]
             out["rss_mb"] = mem.peak_rss / 1024
             out["pss_mb"] = mem.peak_pss / 1024
             out["procs"] = mem.peak_procs
             log(f"  rep {rep} {system.name:8s} peak RSS {out['rss_mb']:.1f} MB, PSS {out['pss_mb']:.1f} MB, "
                 f"{mem.peak_procs} processes")
-    finally:
-        for mem in samplers.values():
-            mem.__exit__(None, None, None)
-        for system in systems:
-            system.stop()
-            system.wipe()
     return results
 
 

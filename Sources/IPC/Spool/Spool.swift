@@ -24,8 +24,9 @@ public final class Spool: @unchecked Sendable {
         /// The file's data and all its metadata (`fsync`): for a file whose mtime means something.
         public var file: @Sendable (Int32) -> Int32
         /// The file's data and what reading it back needs, its length and blocks, but not its
-        /// timestamps (`fdatasync`). Rewriting a recycled file of the same length then costs one
-        /// write of its data instead of two (data, inode).
+        /// timestamps (`fdatasync`). On a journaling file system an overwrite of a recycled file of
+        /// the same length then commits no journal transaction (ext4 without a journal writes the
+        /// inode either way).
         public var fileData: @Sendable (Int32) -> Int32
         public var directory: @Sendable (Int32) -> Int32
 
