@@ -9,7 +9,7 @@ extension Mailer {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            let loaded = try self.options.loadAndCheckFiles()
+            let loaded = try self.options.load(checkingFiles: true)
             let control = ControlFiles(dataDir: loaded.config.dataDir)
             guard let pid = control.runningPID() else {
                 throw ValidationError("no running mailer found for data directory \(loaded.config.dataDir)")

@@ -26,25 +26,17 @@ struct ConfigOptions: ParsableArguments {
         self.config.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
     }
 
-    func load() throws -> ConfigLoader.Result {
+    /// Loads and validates the configuration; with `checkingFiles`, the files it names must load
+    /// too (what a worker would fail on). A bad one is reported on stderr: exit 78 (EX_CONFIG).
+    func load(checkingFiles: Bool = false) throws -> ConfigLoader.Result {
         do {
-            return try ConfigLoader.load(path: self.absolutePath)
+            let loaded = try ConfigLoader.load(path: self.absolutePath)
+            if checkingFiles { try ReceiverWorker.checkFiles(loaded.config) }
+            return loaded
         } catch let error as ConfigError {
             FileHandle.standardError.write(Data("mailer: \(error)\n".utf8))
             throw ExitCode(78)  // EX_CONFIG
         }
-    }
-
-    /// `load()`, and the files the configuration names must load too (what a worker would fail on).
-    func loadAndCheckFiles() throws -> ConfigLoader.Result {
-        let loaded = try self.load()
-        do {
-            try ReceiverWorker.checkFiles(loaded.config)
-        } catch let error as ConfigError {
-            FileHandle.standardError.write(Data("mailer: \(error)\n".utf8))
-            throw ExitCode(78)
-        }
-        return loaded
     }
 }
 
@@ -55,7 +47,7 @@ extension Mailer {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            let loaded = try self.options.loadAndCheckFiles()
+            let loaded = try self.options.load(checkingFiles: true)
             do {
                 let supervisor = try Supervisor(configPath: self.options.absolutePath, loaded: loaded)
                 try supervisor.run()
@@ -71,7 +63,7 @@ extension Mailer {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            let loaded = try self.options.loadAndCheckFiles()
+            let loaded = try self.options.load(checkingFiles: true)
             for warning in loaded.warnings { print("warning: \(warning)") }
             let c = loaded.config
             print("configuration ok: listen \(c.smtpHost):\(c.smtpPort), data \(c.dataDir), "
