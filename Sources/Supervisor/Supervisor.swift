@@ -243,16 +243,12 @@ final class Supervisor {
 
     /// Starts a worker of `generation`: the serving one (its config and listeners), or the pending one.
     private func start(_ role: WorkerRole, generation: Int) {
-        let (smtp, http) = generation == self.pending?.generation ? (self.pending!.smtp, self.pending!.http) : (self.smtp, self.http)
+        let pending = self.pending.flatMap { $0.generation == generation ? $0 : nil }
+        let (smtp, http) = pending.map { ($0.smtp, $0.http) } ?? (self.smtp, self.http)
         var control: [Int32] = [0, 0]
         var status: [Int32] = [0, 0]
         guard csystem_pipe_cloexec(&control, 0) == 0, csystem_pipe_cloexec(&status, 0) == 0 else {
-            self.logger.error("cannot create pipes for \(role.rawValue): \(String(cString: strerror(errno)))")
-            if generation == self.generation {
-                self.restartState[role, default: RestartState()].nextStart = Date().addingTimeInterval(1)
-            } else {
-                self.abandonReload("cannot create pipes for \(role.rawValue)")
-            }
+            self.startFailed(role, generation: generation, "cannot create pipes for \(role.rawValue): \(String(cString: strerror(errno)))")
             return
         }
         var fds: [Int32: Int32] = [InheritedFD.control: control[0], InheritedFD.status: status[1]]
@@ -267,7 +263,7 @@ final class Supervisor {
             fds[InheritedFD.wake] = self.wake.write
         }
         var environment = [WorkerEnvironment.generation: String(generation)]
-        let standby = generation == self.pending?.generation && role != .forwarder
+        let standby = pending != nil && role != .forwarder
         if standby { environment[WorkerEnvironment.standby] = "1" }
         if role == .forwarder && self.paused { environment[WorkerEnvironment.paused] = "1" }
         if let account = self.account { environment[WorkerEnvironment.dropToUser] = account.name }
@@ -287,12 +283,18 @@ final class Supervisor {
             self.logger.info("started \(role.rawValue)", metadata: ["pid": "\(pid)", "gen": "\(generation)"])
         } catch {
             for fd in control + status { close(fd) }
-            self.logger.error("cannot start \(role.rawValue): \(error)")
-            if generation == self.generation {
-                self.restartState[role, default: RestartState()].nextStart = Date().addingTimeInterval(1)
-            } else {
-                self.abandonReload("cannot start \(role.rawValue): \(error)")
-            }
+            self.startFailed(role, generation: generation, "cannot start \(role.rawValue): \(error)")
+        }
+    }
+
+    /// A worker could not be started: the serving generation tries again in a second; a pending
+    /// reload is abandoned.
+    private func startFailed(_ role: WorkerRole, generation: Int, _ reason: String) {
+        self.logger.error("\(reason)")
+        if generation == self.generation {
+            self.restartState[role, default: RestartState()].nextStart = Date().addingTimeInterval(1)
+        } else {
+            self.abandonReload(reason)
         }
     }
 
