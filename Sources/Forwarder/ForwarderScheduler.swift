@@ -188,7 +188,7 @@ final class ForwarderScheduler: @unchecked Sendable {
             let count = self.inFlight.count
             // Only a drain waits for deliveries to end. The other waiters on this condition are the
             // idle delivery threads: waking all of them after every message costs a context switch
-            // each and hands them nothing (the scanner is poked below and signals one per claim).
+            // each and hands them nothing (the scanner signals one per claim).
             if self.draining { self.condition.broadcast() }
             self.condition.unlock()
             self.reporter.gauge("mailer_deliveries_in_flight", "", Double(count))
