@@ -38,83 +38,104 @@ public struct SMTPDataDecoder: Sendable {
     /// Consumes bytes from `input` up to and including the end-of-data line. Returns the outcome once
     /// the end was seen (the rest of `input` is left for the command reader), nil if more is needed.
     public mutating func feed(_ input: inout ByteBuffer) -> Outcome? {
+        // The scan keeps its state in locals and stores it back once: the loop touches every byte.
+        var atLineStart = self.atLineStart
+        var pendingCR = self.pendingCR
+        var lineHadDot = self.lineHadDot
+        var lineLength = self.lineLength
+        var sawBareLineEnding = self.sawBareLineEnding
+        var sawLongLine = self.sawLongLine
+        var sawEightBit = self.sawEightBit
+        let longLine = self.maxLineLength - 2
         var consumed = 0
         var finished = false
         input.withUnsafeReadableBytes { bytes in
             var chunkStart = 0
-            func flush(_ end: Int) {
-                if end > chunkStart {
-                    self.append(UnsafeRawBufferPointer(rebasing: bytes[chunkStart..<end]))
-                }
-            }
             var i = 0
             while i < bytes.count {
                 let b = bytes[i]
-                if self.pendingCR {
-                    self.pendingCR = false
+                if pendingCR {
+                    pendingCR = false
                     if b == 0x0A {
                         // CRLF: a real line end.
-                        if self.lineHadDot && self.lineLength == 1 {
+                        if lineHadDot && lineLength == 1 {
                             finished = true
                             i += 1
                             break
                         }
-                        self.appendByte(0x0D)
-                        self.appendByte(0x0A)
-                        self.atLineStart = true
-                        self.lineHadDot = false
-                        self.lineLength = 0
+                        self.append(Self.crlf)
+                        atLineStart = true
+                        lineHadDot = false
+                        lineLength = 0
                         i += 1
                         chunkStart = i
                         continue
                     }
                     // A bare CR: kept, noted, and the line goes on (so no dot line can follow it:
                     // `<CRLF><CR>.<CRLF>` is not an end of data).
-                    self.sawBareLineEnding = true
-                    self.appendByte(0x0D)
-                    self.atLineStart = false
-                    self.lineLength += 1
+                    sawBareLineEnding = true
+                    self.append(Self.cr)
+                    atLineStart = false
+                    lineLength += 1
                     chunkStart = i
                 }
                 switch b {
                 case 0x0D:
-                    flush(i)
-                    self.pendingCR = true
+                    self.append(bytes, chunkStart, i)
+                    pendingCR = true
                     i += 1
                     chunkStart = i
                 case 0x0A:
                     // A bare LF: not a line end (so no dot line can follow it).
-                    self.sawBareLineEnding = true
-                    self.atLineStart = false
-                    self.lineLength += 1
+                    sawBareLineEnding = true
+                    atLineStart = false
+                    lineLength += 1
                     i += 1
                 default:
-                    if self.atLineStart {
-                        self.atLineStart = false
+                    if atLineStart {
+                        atLineStart = false
                         if b == UInt8(ascii: ".") {
-                            flush(i)
-                            self.lineHadDot = true
-                            self.lineLength = 1
+                            self.append(bytes, chunkStart, i)
+                            lineHadDot = true
+                            lineLength = 1
                             i += 1
                             chunkStart = i
                             continue
                         }
                     }
-                    if b >= 0x80 { self.sawEightBit = true }
-                    self.lineLength += 1
-                    if self.lineLength > self.maxLineLength - 2 { self.sawLongLine = true }
+                    if b >= 0x80 { sawEightBit = true }
+                    lineLength += 1
+                    if lineLength > longLine { sawLongLine = true }
                     i += 1
                 }
             }
-            if !finished { flush(i) }
+            if !finished { self.append(bytes, chunkStart, i) }
             consumed = i
         }
+        self.atLineStart = atLineStart
+        self.pendingCR = pendingCR
+        self.lineHadDot = lineHadDot
+        self.lineLength = lineLength
+        self.sawBareLineEnding = sawBareLineEnding
+        self.sawLongLine = sawLongLine
+        self.sawEightBit = sawEightBit
         input.moveReaderIndex(forwardBy: consumed)
         guard finished else { return nil }
         if self.overSize { return .tooLarge }
-        if self.sawBareLineEnding { return .bareLineEnding }
-        if self.sawLongLine { return .lineTooLong }
+        if sawBareLineEnding { return .bareLineEnding }
+        if sawLongLine { return .lineTooLong }
         return .accepted
+    }
+
+    private static let crlf: StaticString = "\r\n"
+    private static let cr: StaticString = "\r"
+
+    private mutating func append(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) {
+        if end > start { self.append(UnsafeRawBufferPointer(rebasing: bytes[start..<end])) }
+    }
+
+    private mutating func append(_ text: StaticString) {
+        self.append(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     private mutating func append(_ bytes: UnsafeRawBufferPointer) {
@@ -126,9 +147,5 @@ public struct SMTPDataDecoder: Sendable {
             return
         }
         self.body.writeBytes(bytes)
-    }
-
-    private mutating func appendByte(_ byte: UInt8) {
-        withUnsafeBytes(of: byte) { self.append($0) }
     }
 }

@@ -83,6 +83,18 @@ import Testing
                                          "STARTTLS", "VRFY", "AUTH"])
     }
 
+    /// Verbs and keywords are matched in ASCII only: a letter whose Unicode upper case is ASCII
+    /// (dotless ı → I, long ſ → S) does not make a command.
+    @Test(arguments: ["qu\u{131}t", "r\u{17F}et", "MA\u{130}L FROM:<a@example.com>", "DATA\u{A0}"])
+    func verbsAreASCII(_ line: String) {
+        #expect(Self.refusal(line) == .unrecognized)
+    }
+
+    @Test func pathPrefixIsASCII() {
+        #expect(Self.refusal("RCPT \u{1E9E}O:<b@example.com>") == SMTPReply(501, "5.5.4", "Syntax: RCPT TO:<address>"))
+        #expect(Self.parse("rcpt to:<b@example.com>") == .rcpt("b@example.com", []))
+    }
+
     @Test func parameterKeywordsAreUpperCased() {
         #expect(SMTPParameter("body", "8bitmime") == SMTPParameter("BODY", "8bitmime"))
     }
@@ -96,7 +108,7 @@ import Testing
 
     @Test(arguments: ["", "a", "@example.com", "a@", "a@@example.com", "a b@example.com", ".a@example.com",
                       "a.@example.com", "a..b@example.com", "a@-example.com", "a@example-.com", "a@exa mple.com",
-                      "a@example..com", "a@[]", "a(b)@example.com", "a\u{1}@example.com",
+                      "a@example..com", "a@[]", "a(b)@example.com", "\"@example.com", "a@example.com.", "a@b_c.example", "a\u{1}@example.com",
                       String(repeating: "l", count: 65) + "@example.com",
                       "a@" + String(repeating: "d", count: 64) + ".example"])
     func invalidAddresses(_ address: String) {
