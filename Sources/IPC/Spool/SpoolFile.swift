@@ -75,6 +75,10 @@ enum SpoolFile {
         var json = [UInt8](repeating: 0, count: length)
         let got = pread(fd, &json, length, off_t(newline + 1))
         guard got == length else { throw SpoolError("read", path: path, errno: got < 0 ? errno : EINVAL) }
+        // The JSON `EnvelopeJSON.encode` writes reads without `JSONDecoder`; anything else still does.
+        if let envelope = json.withUnsafeBytes({ EnvelopeJSON.decode($0) }) {
+            return (envelope, newline + 1 + length + 1)
+        }
         do {
             let envelope = try JSONDecoder().decode(Envelope.self, from: Data(json))
             return (envelope, newline + 1 + length + 1)
