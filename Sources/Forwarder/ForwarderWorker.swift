@@ -49,6 +49,9 @@ import SMTPCore
 /// **Signals.** SIGTERM/SIGINT: as `supervisorDrain`. EOF on the control pipe: exit at once (the
 /// messages in flight stay in `active/`, unlocked, and are claimed again).
 ///
+/// **Threads.** The scanner (the main thread), `workerCount` delivery threads, and
+/// `eventLoopThreads` event loops for the upstream sessions.
+///
 /// **Security.** Holds the providers' passwords (never logged; `maskSecret` when shown) and reads
 /// every message. It talks only to the configured providers; their replies are limited in line
 /// length and count, and a reply out of step ends the connection.
@@ -70,6 +73,10 @@ public enum ForwarderWorker {
     /// Seconds an unused upstream session is kept open.
     static let idleConnectionTimeout: TimeInterval = 30
 
+    /// One event loop per two cores, at most two: the loops only move bytes between the delivery
+    /// threads and the upstream sessions (bench/README.md, change 13).
+    static var eventLoopThreads: Int { max(1, min(2, System.coreCount / 2)) }
+
     public static func run(configPath: String?) throws -> Never {
         // Before any thread starts, so that all inherit it: a delivery thread (or this process's
         // event loop) that wakes does not preempt a receiver answering its client. Forwarding can
@@ -82,7 +89,7 @@ public enum ForwarderWorker {
         signal(SIGPIPE, SIG_IGN)
 
         let spool = Spool(dataDir: config.dataDir)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: self.eventLoopThreads)
         let breaker = ForwarderCircuitBreaker(
             threshold: config.circuitBreaker.failureThreshold, cooldown: Double(config.circuitBreaker.cooldown)
         ) { name, open in
