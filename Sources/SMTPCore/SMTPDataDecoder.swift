@@ -53,6 +53,20 @@ public struct SMTPDataDecoder: Sendable {
             var chunkStart = 0
             var i = 0
             while i < bytes.count {
+                // Inside a line, eight bytes at a time while none of them is a CR, an LF or 8-bit.
+                if !atLineStart && !pendingCR {
+                    let start = i
+                    while i + 8 <= bytes.count,
+                          !Self.hasLineEndOrEightBit(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                    {
+                        i += 8
+                    }
+                    if i > start {
+                        lineLength += i - start
+                        if lineLength > longLine { sawLongLine = true }
+                        guard i < bytes.count else { break }
+                    }
+                }
                 let b = bytes[i]
                 if pendingCR {
                     pendingCR = false
@@ -125,6 +139,17 @@ public struct SMTPDataDecoder: Sendable {
         if sawBareLineEnding { return .bareLineEnding }
         if sawLongLine { return .lineTooLong }
         return .accepted
+    }
+
+    /// True when one of the eight bytes of `word` is CR or LF or has its high bit set. A byte of
+    /// `x` is zero exactly where `(x - 0x01…) & ~x` has a high bit set, as long as no byte of `x`
+    /// has it already; bytes that do make the answer true anyway.
+    static func hasLineEndOrEightBit(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let cr = word ^ (ones &* 0x0D)
+        let lf = word ^ (ones &* 0x0A)
+        let zeroByte = ((cr &- ones) & ~cr) | ((lf &- ones) & ~lf)
+        return (zeroByte | word) & 0x8080_8080_8080_8080 != 0
     }
 
     private static let crlf: StaticString = "\r\n"

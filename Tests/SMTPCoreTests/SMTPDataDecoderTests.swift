@@ -146,4 +146,107 @@ import Testing
             #expect(Self.decode(input, chunk: chunk, maxLineLength: 100) == whole, "chunk \(chunk)")
         }
     }
+
+    /// The rules one byte at a time, as plainly as they can be written: outcome, body, leftover and
+    /// 8-bit flag for `bytes`, or nil when the end of data is not in them.
+    static func reference(_ bytes: [UInt8], maxLineLength: Int) -> (Fed, eightBit: Bool)? {
+        let cr: UInt8 = 0x0D, lf: UInt8 = 0x0A, dot = UInt8(ascii: ".")
+        var body: [UInt8] = []
+        var atLineStart = true, lineHadDot = false, bare = false, long = false, eightBit = false
+        var lineLength = 0
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == cr && i + 1 == bytes.count { return nil }
+            if b == cr && bytes[i + 1] == lf {
+                if lineHadDot && lineLength == 1 {
+                    let outcome: SMTPDataDecoder.Outcome = bare ? .bareLineEnding : long ? .lineTooLong : .accepted
+                    let fed = Fed(outcome: outcome, body: String(decoding: body, as: UTF8.self),
+                                  leftover: String(decoding: bytes[(i + 2)...], as: UTF8.self))
+                    return (fed, eightBit)
+                }
+                body += [cr, lf]
+                atLineStart = true
+                lineHadDot = false
+                lineLength = 0
+                i += 2
+                continue
+            }
+            if b == cr || b == lf {
+                bare = true
+                body.append(b)
+                atLineStart = false
+                lineLength += 1
+            } else if atLineStart && b == dot {
+                atLineStart = false
+                lineHadDot = true
+                lineLength = 1
+            } else {
+                atLineStart = false
+                if b >= 0x80 { eightBit = true }
+                lineLength += 1
+                if lineLength > maxLineLength - 2 { long = true }
+                body.append(b)
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Random messages built from the bytes that matter (CR, LF, dot, 8-bit) among runs of plain
+    /// text of every length, so that each special byte lands at every offset of an 8-byte word;
+    /// fed whole and in random chunks, the decoder gives what `reference` gives.
+    @Test func randomMessagesDecodeAsTheRulesSay() {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return Int(state % UInt64(bound))
+        }
+        let pieces: [[UInt8]] = [[0x0D, 0x0A], [0x0D], [0x0A], [UInt8(ascii: ".")], [0xC3, 0xA9], [0x0D, 0x0A, 0x2E]]
+        for round in 0..<2000 {
+            var bytes: [UInt8] = []
+            for _ in 0..<next(12) {
+                bytes += [UInt8](repeating: UInt8(ascii: "a") + UInt8(next(26)), count: next(40))
+                bytes += pieces[next(pieces.count)]
+            }
+            bytes += Array("\r\n.\r\nNEXT".utf8)
+            let maxLineLength = 10 + next(40)
+            guard let expected = Self.reference(bytes, maxLineLength: maxLineLength) else {
+                Issue.record("round \(round): the reference found no end")
+                continue
+            }
+            let text = String(decoding: bytes, as: UTF8.self)
+            for chunk in [nil, 1 + next(16), 1 + next(64)] {
+                var decoder = SMTPDataDecoder(maxSize: 1 << 20, maxLineLength: maxLineLength)
+                var index = 0
+                var outcome: SMTPDataDecoder.Outcome?
+                var leftover: [UInt8] = []
+                while index < bytes.count && outcome == nil {
+                    let end = min(bytes.count, index + (chunk ?? bytes.count))
+                    var buffer = ByteBuffer(bytes: bytes[index..<end])
+                    outcome = decoder.feed(&buffer)
+                    leftover = Array(buffer.readableBytesView) + bytes[end...]
+                    index = end
+                }
+                let fed = Fed(outcome: outcome, body: String(buffer: decoder.body),
+                              leftover: String(decoding: leftover, as: UTF8.self))
+                #expect(fed == expected.0, "round \(round), chunk \(String(describing: chunk)): \(text.debugDescription)")
+                #expect(decoder.sawEightBit == expected.eightBit, "round \(round)")
+            }
+        }
+    }
+
+    @Test func wordCheckFindsEverySpecialByteAtEveryOffset() {
+        let plain = UInt64(0x6161_6161_6161_6161)
+        #expect(!SMTPDataDecoder.hasLineEndOrEightBit(plain))
+        #expect(!SMTPDataDecoder.hasLineEndOrEightBit(0x0B0B_0C0C_0E0E_0909))
+        for shift in stride(from: 0, to: 64, by: 8) {
+            for special: UInt64 in [0x0D, 0x0A, 0x80, 0xFF, 0xC3] {
+                let word = (plain & ~(0xFF << UInt64(shift))) | (special << UInt64(shift))
+                #expect(SMTPDataDecoder.hasLineEndOrEightBit(word), "byte \(special) at bit \(shift)")
+            }
+        }
+    }
 }
