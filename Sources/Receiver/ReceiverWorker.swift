@@ -29,7 +29,8 @@ import SMTPCore
 /// **Signals.** SIGTERM/SIGINT: as `supervisorDrain`. EOF on the control pipe: exit.
 ///
 /// **Threads.** `eventLoopThreads` event loops run the sessions; 16 commit threads write, flush and
-/// rename spool files (each blocks in `fdatasync`).
+/// rename spool files (each blocks in `fdatasync`). Every thread but the event loops runs under
+/// `SCHED_BATCH`, so that none of them preempts a loop when it wakes up.
 ///
 /// **Security.** Talks to untrusted clients: every input goes through the state machine's limits
 /// (line length, message size, recipients, errors, idle time, sessions). It holds no secrets but the
@@ -79,6 +80,10 @@ public enum ReceiverWorker {
         if removed > 0 { logger.info("removed \(removed) abandoned files from queue/tmp") }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.eventLoopThreads)
+        // Every thread started from here on, the commit threads first, runs under SCHED_BATCH: one
+        // that wakes from a flush waits for the event loop's time slice instead of preempting it,
+        // and every session waits for the event loop (bench/README.md, change 14).
+        CurrentProcess.scheduleAsBatch()
         let pool = NIOThreadPool(numberOfThreads: 16)
         pool.start()
         var wakeFD: Int32?
