@@ -29,8 +29,8 @@ import SMTPCore
 /// **Signals.** SIGTERM/SIGINT: as `supervisorDrain`. EOF on the control pipe: exit.
 ///
 /// **Threads.** `eventLoopThreads` event loops run the sessions; 16 commit threads write, flush and
-/// rename spool files (each blocks in `fdatasync`). Every thread but the event loops runs under
-/// `SCHED_BATCH`, so that none of them preempts a loop when it wakes up.
+/// rename spool files (each blocks in `fdatasync`). The commit threads (and the control pipe's
+/// reader) run under `SCHED_BATCH`: waking from a flush, a commit thread does not preempt a loop.
 ///
 /// **Security.** Talks to untrusted clients: every input goes through the state machine's limits
 /// (line length, message size, recipients, errors, idle time, sessions). It holds no secrets but the
@@ -80,9 +80,10 @@ public enum ReceiverWorker {
         if removed > 0 { logger.info("removed \(removed) abandoned files from queue/tmp") }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.eventLoopThreads)
-        // Every thread started from here on, the commit threads first, runs under SCHED_BATCH: one
-        // that wakes from a flush waits for the event loop's time slice instead of preempting it,
-        // and every session waits for the event loop (bench/README.md, change 14).
+        // Threads this thread starts from here on, the commit threads first, run under SCHED_BATCH:
+        // one that wakes from a flush waits for the event loop's time slice instead of preempting
+        // it, and every session waits for the event loop (bench/README.md, change 14). The loops
+        // were started above and keep the normal policy.
         CurrentProcess.scheduleAsBatch()
         let pool = NIOThreadPool(numberOfThreads: 16)
         pool.start()

@@ -35,20 +35,22 @@ public enum SMTPCommand: Equatable, Sendable {
 
 /// An ESMTP parameter of MAIL or RCPT: `SIZE=1000`, `BODY=8BITMIME`, `SMTPUTF8`.
 public struct SMTPParameter: Equatable, Sendable {
-    /// Upper-cased keyword.
+    /// The keyword with its ASCII letters upper-cased (`ſize` stays itself and is no `SIZE`).
     public var keyword: String
     public var value: String?
 
     public init(_ keyword: String, _ value: String? = nil) {
-        self.keyword = keyword.uppercased()
+        self.keyword = String(decoding: keyword.utf8.map(asciiUppercased), as: UTF8.self)
         self.value = value
     }
 }
 
 /// Parses one command line (without its CRLF). A line that is not a command gives the reply to send.
 ///
-/// Works on the line's UTF-8 bytes: every character the grammar cares about is ASCII, and a verb or
-/// keyword is recognised only in ASCII (a non-ASCII letter never upper-cases into one).
+/// Works on the line's UTF-8 bytes: every character the grammar cares about is ASCII. A verb or
+/// keyword is recognised only in ASCII (a non-ASCII letter never upper-cases into one), and a
+/// delimiter is its byte whatever follows it (a combining mark after `<`, `@` or a space does not
+/// make it another character, as it would for Swift's `Character`).
 public enum SMTPCommandParser {
     public static func parse(_ line: String) -> Result<SMTPCommand, SMTPReply> {
         var line = line

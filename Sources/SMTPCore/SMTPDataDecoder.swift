@@ -141,9 +141,10 @@ public struct SMTPDataDecoder: Sendable {
         return .accepted
     }
 
-    /// True when one of the eight bytes of `word` is CR or LF or has its high bit set. A byte of
-    /// `x` is zero exactly where `(x - 0x01…) & ~x` has a high bit set, as long as no byte of `x`
-    /// has it already; bytes that do make the answer true anyway.
+    /// True when one of the eight bytes of `word` is CR or LF or has its high bit set. When no byte
+    /// of `x` has its high bit set, `(x - 0x01…) & ~x` has a high bit set somewhere if and only if a
+    /// byte of `x` is zero (a borrow may mark bytes above that zero too, which does not change the
+    /// answer); a `word` with a high bit set gives true anyway.
     static func hasLineEndOrEightBit(_ word: UInt64) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let cr = word ^ (ones &* 0x0D)

@@ -84,15 +84,41 @@ import Testing
     }
 
     /// Verbs and keywords are matched in ASCII only: a letter whose Unicode upper case is ASCII
-    /// (dotless ı → I, long ſ → S) does not make a command.
-    @Test(arguments: ["qu\u{131}t", "r\u{17F}et", "MA\u{130}L FROM:<a@example.com>", "DATA\u{A0}"])
+    /// (dotless ı → I, long ſ → S) does not make a command or a parameter keyword.
+    @Test(arguments: ["qu\u{131}t", "r\u{17F}et", "MA\u{131}L FROM:<a@example.com>"])
     func verbsAreASCII(_ line: String) {
         #expect(Self.refusal(line) == .unrecognized)
     }
 
-    @Test func pathPrefixIsASCII() {
-        #expect(Self.refusal("RCPT \u{1E9E}O:<b@example.com>") == SMTPReply(501, "5.5.4", "Syntax: RCPT TO:<address>"))
-        #expect(Self.parse("rcpt to:<b@example.com>") == .rcpt("b@example.com", []))
+    @Test func keywordsAreASCII() {
+        #expect(Self.parse("MAIL FROM:<a@example.com> \u{17F}IZE=1") == .mail("a@example.com", [SMTPParameter("\u{17F}IZE", "1")]))
+        #expect(SMTPParameter("\u{17F}ize").keyword == "\u{17F}IZE")
+        #expect(SMTPParameter("stra\u{DF}e").keyword == "STRA\u{DF}E")
+    }
+
+    /// Delimiters are bytes: a combining mark after one does not hide it.
+    @Test func combiningMarksDoNotHideDelimiters() {
+        #expect(Self.refusal("EHLO a \u{301}b") == SMTPReply(501, "5.5.4", "Syntax: EHLO hostname"))
+        #expect(Self.refusal("MAIL FROM:\u{301}<a@example.com>") == SMTPReply(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
+        #expect(!SMTPAddress.isValid(".\u{301}a@example.com"))
+        #expect(SMTPAddress.isValid("a@[\u{301}]"))
+    }
+
+    @Test(arguments: [
+        ("RCPT TO:<\"a\\\">\"@example.com>", SMTPCommand.rcpt("\"a\\\">\"@example.com", [])),
+        ("MAIL FROM:<a@example.com> SIZE=", .mail("a@example.com", [SMTPParameter("SIZE", "")])),
+        ("QUIT \t", .quit),
+        ("QUIT\t", nil),  // a verb ends at a space only
+        ("\tQUIT", nil),
+        ("RCPT TO:<j\u{F6}s\u{E9}@b\u{FC}cher.example>", .rcpt("j\u{F6}s\u{E9}@b\u{FC}cher.example", [])),
+    ] as [(String, SMTPCommand?)])
+    func edgesOfTheGrammar(_ line: String, _ command: SMTPCommand?) {
+        #expect(Self.parse(line) == command)
+    }
+
+    @Test func mailFromWithNothingAfterIsASyntaxError() {
+        #expect(Self.refusal("MAIL FROM:") == SMTPReply(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
+        #expect(Self.refusal("MAIL FROM: ") == SMTPReply(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
     }
 
     @Test func parameterKeywordsAreUpperCased() {

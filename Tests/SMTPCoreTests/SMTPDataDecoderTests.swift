@@ -147,9 +147,12 @@ import Testing
         }
     }
 
-    /// The rules one byte at a time, as plainly as they can be written: outcome, body, leftover and
-    /// 8-bit flag for `bytes`, or nil when the end of data is not in them.
-    static func reference(_ bytes: [UInt8], maxLineLength: Int) -> (Fed, eightBit: Bool)? {
+    /// The rules one byte at a time, as plainly as they can be written: outcome, body, leftover,
+    /// 8-bit flag and counted body bytes for `bytes`, or nil when the end of data is not in them.
+    /// Over `maxSize` the body is dropped whatever else is wrong with it.
+    static func reference(_ bytes: [UInt8], maxLineLength: Int, maxSize: Int)
+        -> (Fed, eightBit: Bool, received: Int)?
+    {
         let cr: UInt8 = 0x0D, lf: UInt8 = 0x0A, dot = UInt8(ascii: ".")
         var body: [UInt8] = []
         var atLineStart = true, lineHadDot = false, bare = false, long = false, eightBit = false
@@ -160,10 +163,12 @@ import Testing
             if b == cr && i + 1 == bytes.count { return nil }
             if b == cr && bytes[i + 1] == lf {
                 if lineHadDot && lineLength == 1 {
-                    let outcome: SMTPDataDecoder.Outcome = bare ? .bareLineEnding : long ? .lineTooLong : .accepted
-                    let fed = Fed(outcome: outcome, body: String(decoding: body, as: UTF8.self),
+                    let tooLarge = body.count > maxSize
+                    let outcome: SMTPDataDecoder.Outcome =
+                        tooLarge ? .tooLarge : bare ? .bareLineEnding : long ? .lineTooLong : .accepted
+                    let fed = Fed(outcome: outcome, body: tooLarge ? "" : String(decoding: body, as: UTF8.self),
                                   leftover: String(decoding: bytes[(i + 2)...], as: UTF8.self))
-                    return (fed, eightBit)
+                    return (fed, eightBit, body.count)
                 }
                 body += [cr, lf]
                 atLineStart = true
@@ -213,13 +218,15 @@ import Testing
             }
             bytes += Array("\r\n.\r\nNEXT".utf8)
             let maxLineLength = 10 + next(40)
-            guard let expected = Self.reference(bytes, maxLineLength: maxLineLength) else {
+            // Mostly no size limit that matters; one round in four a limit near the body's size.
+            let maxSize = next(4) == 0 ? max(0, bytes.count - 20 + next(20)) : 1 << 20
+            guard let expected = Self.reference(bytes, maxLineLength: maxLineLength, maxSize: maxSize) else {
                 Issue.record("round \(round): the reference found no end")
                 continue
             }
             let text = String(decoding: bytes, as: UTF8.self)
             for chunk in [nil, 1 + next(16), 1 + next(64)] {
-                var decoder = SMTPDataDecoder(maxSize: 1 << 20, maxLineLength: maxLineLength)
+                var decoder = SMTPDataDecoder(maxSize: maxSize, maxLineLength: maxLineLength)
                 var index = 0
                 var outcome: SMTPDataDecoder.Outcome?
                 var leftover: [UInt8] = []
@@ -234,6 +241,7 @@ import Testing
                               leftover: String(decoding: leftover, as: UTF8.self))
                 #expect(fed == expected.0, "round \(round), chunk \(String(describing: chunk)): \(text.debugDescription)")
                 #expect(decoder.sawEightBit == expected.eightBit, "round \(round)")
+                #expect(decoder.receivedBytes == expected.received, "round \(round)")
             }
         }
     }

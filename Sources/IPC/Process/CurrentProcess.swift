@@ -10,7 +10,8 @@ public enum CurrentProcess {
 
     /// Makes this thread, and every thread it starts afterwards, background work for the scheduler
     /// (`SCHED_BATCH`): when it wakes up it waits for the running thread's time slice instead of
-    /// preempting it. Its share of the CPU does not change. Call before starting any thread.
+    /// preempting it. Its share of the CPU does not change. Threads started before the call keep
+    /// their policy: call it before starting the threads it is meant for.
     @discardableResult
     public static func scheduleAsBatch() -> Bool {
         csystem_sched_batch() == 0
