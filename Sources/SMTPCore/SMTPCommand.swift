@@ -136,11 +136,14 @@ public enum SMTPCommandParser {
         }
         guard let end = close else { return .failure(syntax()) }
         var addressStart = open + 1
-        // Drop an RFC 5321 source route: <@a,@b:user@host>.
+        // Drop an RFC 5321 source route: <@a,@b:user@host>. A route to nobody (<@a:>) is not the
+        // null path.
+        var routed = false
         if addressStart < end && text[addressStart] == UInt8(ascii: "@"),
            let colon = text[addressStart..<end].firstIndex(of: UInt8(ascii: ":"))
         {
             addressStart = colon + 1
+            routed = true
         }
         let address = UnsafeBufferPointer(rebasing: text[addressStart..<end])
         func badAddress() -> SMTPReply {
@@ -148,7 +151,7 @@ public enum SMTPCommandParser {
                 : SMTPReply(501, "5.1.3", "Bad recipient address syntax")
         }
         if address.isEmpty {
-            if !allowsNull { return .failure(badAddress()) }
+            if !allowsNull || routed { return .failure(badAddress()) }
         } else if !SMTPAddress.isValid(bytes: address) {
             return .failure(badAddress())
         }

@@ -59,6 +59,8 @@ import Testing
         ("RCPT FROM:<b@example.com>", SMTPReply(501, "5.5.4", "Syntax: RCPT TO:<address>")),
         ("RCPT TO:<>", SMTPReply(501, "5.1.3", "Bad recipient address syntax")),
         ("RCPT TO:<b@exa_mple.com>", SMTPReply(501, "5.1.3", "Bad recipient address syntax")),
+        ("MAIL FROM:<@relay.example:>", SMTPReply(501, "5.1.7", "Bad sender address syntax")),
+        ("RCPT TO:<@relay.example:>", SMTPReply(501, "5.1.3", "Bad recipient address syntax")),
         ("DATA now", SMTPReply(501, "5.5.4", "Syntax: DATA takes no arguments")),
         ("RSET x", SMTPReply(501, "5.5.4", "Syntax: RSET takes no arguments")),
         ("QUIT x", SMTPReply(501, "5.5.4", "Syntax: QUIT takes no arguments")),
